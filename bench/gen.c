@@ -1,0 +1,366 @@
+/* Labeled synthetic traffic generator (see gen.h).
+ *
+ * All events are generated up front into one array (strings in an arena),
+ * then sorted by event time, so consumers see a plausible interleaving of the
+ * three topics. A few hundred identities over a few hours is ~150k events. */
+#include "gen.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MIN_MS 60000
+#define HOUR_MS 3600000
+#define MAX_LABELS 8
+
+typedef struct arena {
+    char **blocks;
+    size_t n_blocks, used, cap;
+} arena;
+
+struct bg_gen {
+    bg_event *ev;
+    size_t n, cap;
+    arena ar;
+    bg_gen_label labels[MAX_LABELS];
+    size_t n_labels;
+    char *policy;
+    uint64_t rng;
+    bool oom;
+};
+
+static uint64_t rnd(bg_gen *g) { /* splitmix64 */
+    uint64_t z = (g->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static int64_t rrange(bg_gen *g, int64_t lo, int64_t hi) { /* [lo, hi] */
+    return lo + (int64_t)(rnd(g) % (uint64_t)(hi - lo + 1));
+}
+
+static bg_str str(bg_gen *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bg_str str(bg_gen *g, const char *fmt, ...) {
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    size_t len = (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1;
+    arena *a = &g->ar;
+    if (!a->n_blocks || a->cap - a->used < len + 1) {
+        char **nb = realloc(a->blocks, (a->n_blocks + 1) * sizeof *nb);
+        if (!nb) {
+            g->oom = true;
+            return (bg_str){"", 0};
+        }
+        a->blocks = nb;
+        a->blocks[a->n_blocks] = malloc(1 << 20);
+        if (!a->blocks[a->n_blocks]) {
+            g->oom = true;
+            return (bg_str){"", 0};
+        }
+        a->n_blocks++;
+        a->used = 0;
+        a->cap = 1 << 20;
+    }
+    char *d = a->blocks[a->n_blocks - 1] + a->used;
+    memcpy(d, tmp, len + 1);
+    a->used += len + 1;
+    return (bg_str){d, (uint32_t)len};
+}
+
+static bg_event *push(bg_gen *g) {
+    if (g->n == g->cap) {
+        size_t nc = g->cap ? g->cap * 2 : 65536;
+        bg_event *ne = realloc(g->ev, nc * sizeof *ne);
+        if (!ne) {
+            g->oom = true;
+            return NULL;
+        }
+        g->ev = ne;
+        g->cap = nc;
+    }
+    bg_event *e = &g->ev[g->n++];
+    memset(e, 0, sizeof *e);
+    return e;
+}
+
+typedef struct who {
+    bg_str identity, owner, wclass;
+    int cls; /* 0 ci, 1 agent, 2 etl */
+    bg_str dests[3];
+    int n_dests;
+} who;
+
+static const char *class_names[3] = {"ci", "agent", "etl"};
+static const char *owners[3] = {"team-ci", "team-ai", "data-eng"};
+static const char *dest_pool[3][5] = {
+    {"github.com", "registry.npmjs.org", "artifacts.internal", "pypi.org", "ghcr.io"},
+    {"api.openai.com", "api.anthropic.com", "vector-db.internal", "tickets.internal", "search.internal"},
+    {"s3.eu-west-1.amazonaws.com", "warehouse.internal", "kafka-connect.internal", "bigquery.googleapis.com", "sftp.partner.example"},
+};
+
+static bg_event *base(bg_gen *g, const who *w, bg_event_kind kind, int64_t t, uint64_t *seq) {
+    bg_event *e = push(g);
+    if (!e)
+        return NULL;
+    e->kind = kind;
+    e->event_id = str(g, "ev-%llu", (unsigned long long)(*seq)++);
+    e->identity = w->identity;
+    e->owner = w->owner;
+    e->workload_class = w->wclass;
+    e->event_time = t;
+    return e;
+}
+
+static void usage(bg_gen *g, const who *w, int64_t t, bg_str dest, int32_t calls, int64_t tok,
+                  int64_t cost, uint64_t *seq) {
+    bg_event *e = base(g, w, BG_EV_USAGE, t, seq);
+    if (!e)
+        return;
+    e->trace_id = str(g, "tr-%llx", (unsigned long long)(rnd(g) & 0xffffffffffull));
+    e->u.usage.api = str(g, "%s", w->cls == 1 ? "chat.completions" : w->cls == 0 ? "git.fetch" : "s3.put");
+    e->u.usage.destination = dest;
+    e->u.usage.api_calls = calls;
+    e->u.usage.tokens_in = tok;
+    e->u.usage.tokens_out = tok / 4;
+    e->u.usage.cost_micros = cost;
+}
+
+static void secret(bg_gen *g, const who *w, int64_t t, bg_str id, int32_t kind, uint64_t *seq) {
+    bg_event *e = base(g, w, BG_EV_SECRET, t, seq);
+    if (!e)
+        return;
+    e->u.secret.secret_id = id;
+    e->u.secret.secret_kind = kind;
+    e->u.secret.issuer = str(g, "%s", kind == BG_SK_CLOUD_SESSION ? "aws-sts" : "vault");
+    e->u.secret.scopes[0] = str(g, "%s", "read");
+    e->u.secret.scopes[1] = str(g, "%s", "write");
+    e->u.secret.n_scopes = 2;
+    e->u.secret.ttl_seconds = 3600;
+}
+
+static void toolcall(bg_gen *g, const who *w, int64_t t, bg_str dest, const char *tool,
+                     const char *parent, bg_str cred, uint64_t *seq) {
+    bg_event *e = base(g, w, BG_EV_TOOLCALL, t, seq);
+    if (!e)
+        return;
+    e->u.tool.tool = str(g, "%s", tool);
+    e->u.tool.destination = dest;
+    e->u.tool.operation = str(g, "%s", "invoke");
+    e->u.tool.credential_id = cred;
+    if (parent)
+        e->u.tool.parent_tool = str(g, "%s", parent);
+    e->u.tool.side_effect = false;
+    e->u.tool.status = BG_TS_OK;
+    e->u.tool.bytes_out = rrange(g, 200, 5000);
+}
+
+static int cmp_time(const void *a, const void *b) {
+    const bg_event *x = a, *y = b;
+    if (x->event_time != y->event_time)
+        return x->event_time < y->event_time ? -1 : 1;
+    /* stable tie-break on event_id text for determinism */
+    size_t n = x->event_id.len < y->event_id.len ? x->event_id.len : y->event_id.len;
+    int c = memcmp(x->event_id.ptr, y->event_id.ptr, n);
+    return c ? c : (int)x->event_id.len - (int)y->event_id.len;
+}
+
+static void iso(char *buf, size_t n, int64_t ms) {
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void bg_gen_opts_default(bg_gen_opts *o) {
+    o->seed = 42;
+    o->identities = 300;
+    o->start_ms = 1795996800000; /* 2026-11-30T00:00:00Z */
+    o->duration_ms = 3 * (int64_t)HOUR_MS;
+}
+
+bg_err bg_gen_new(const bg_gen_opts *o, bg_gen **out) {
+    if (o->identities < 60 || o->duration_ms < 3 * (int64_t)HOUR_MS)
+        return BG_ERR_INVALID;
+    bg_gen *g = calloc(1, sizeof *g);
+    if (!g)
+        return BG_ERR_NOMEM;
+    g->rng = o->seed;
+    const int64_t T0 = o->start_ms, T1 = o->start_ms + o->duration_ms;
+    uint64_t seq = 0;
+    int n = o->identities;
+    who *ws = calloc((size_t)n, sizeof *ws);
+    if (!ws) {
+        free(g);
+        return BG_ERR_NOMEM;
+    }
+    /* 40% ci, 40% agent, 20% etl */
+    int idx[3] = {0, 0, 0};
+    for (int i = 0; i < n; i++) {
+        who *w = &ws[i];
+        w->cls = i % 5 < 2 ? 0 : i % 5 < 4 ? 1 : 2;
+        int k = idx[w->cls]++;
+        if (w->cls == 0)
+            w->identity = str(g, "spiffe://prod/ci/runner-%03d", k);
+        else if (w->cls == 1)
+            w->identity = str(g, "spiffe://prod/agent/bot-%03d", k);
+        else
+            w->identity = str(g, "spiffe://prod/etl/job-%03d", k);
+        w->owner = str(g, "%s", owners[w->cls]);
+        /* a third of the producers leave workload_class to the policy's selectors */
+        w->wclass = i % 3 ? str(g, "%s", class_names[w->cls]) : (bg_str){NULL, 0};
+        w->n_dests = 2 + (int)(rnd(g) % 2);
+        int first = (int)(rnd(g) % 5);
+        for (int d = 0; d < w->n_dests; d++)
+            w->dests[d] = str(g, "%s", dest_pool[w->cls][(first + d) % 5]);
+    }
+    /* planted identities: the first of each class index below exist when n >= 60 */
+    who *planned = NULL, *unexpected = NULL, *compromised = NULL, *adopter = NULL;
+    for (int i = 0; i < n; i++) {
+        const char *id = ws[i].identity.ptr;
+        if (!strcmp(id, "spiffe://prod/etl/job-007"))
+            planned = &ws[i];
+        if (!strcmp(id, "spiffe://prod/ci/runner-017"))
+            unexpected = &ws[i];
+        if (!strcmp(id, "spiffe://prod/agent/bot-013"))
+            compromised = &ws[i];
+        if (!strcmp(id, "spiffe://prod/agent/bot-021"))
+            adopter = &ws[i];
+    }
+    const int64_t p0 = T0 + 105 * MIN_MS, p1 = T0 + 125 * MIN_MS;  /* planned burst */
+    const int64_t env0 = T0 + 100 * MIN_MS, env1 = T0 + 130 * MIN_MS;
+    const int64_t u0 = T0 + 110 * MIN_MS, u1 = T0 + 120 * MIN_MS;  /* unexpected burst */
+    const int64_t c0 = T0 + 140 * MIN_MS;                          /* compromise */
+    const int64_t a0 = T0 + 150 * MIN_MS;                          /* benign adoption */
+
+    for (int i = 0; i < n; i++) {
+        who *w = &ws[i];
+        int64_t period = w->cls == 0 ? 30000 : w->cls == 1 ? 20000 : 60000;
+        int64_t rot_phase = rrange(g, 0, HOUR_MS - 1);
+        for (int64_t t = T0 + rrange(g, 0, period); t < T1; t += period + rrange(g, -5000, 5000)) {
+            bg_str d = w->dests[rnd(g) % (uint64_t)w->n_dests];
+            if (w->cls == 0)
+                usage(g, w, t, d, (int32_t)rrange(g, 5, 40), 0, rrange(g, 100, 1000), &seq);
+            else if (w->cls == 1) {
+                int64_t tok = rrange(g, 500, 6000);
+                usage(g, w, t, d, 1, tok, tok * 3, &seq);
+                if (rnd(g) % 3 == 0)
+                    toolcall(g, w, t + 200, w->dests[rnd(g) % (uint64_t)w->n_dests], "search",
+                             "planner", (bg_str){NULL, 0}, &seq);
+            } else
+                usage(g, w, t, d, (int32_t)rrange(g, 20, 200), 0, rrange(g, 500, 5000), &seq);
+        }
+        /* hourly rotation against known destinations; none near a planted event
+         * of the same identity (the window is 15 min either side) */
+        for (int64_t t = T0 + rot_phase; t < T1; t += HOUR_MS) {
+            if (w == compromised && t > c0 - 20 * MIN_MS && t < c0 + 25 * MIN_MS)
+                continue;
+            if (w == adopter && t > a0 - 20 * MIN_MS && t < a0 + 20 * MIN_MS)
+                continue;
+            secret(g, w, t, str(g, "sec-%s-rot-%lld", w->identity.ptr + 14, (long long)((t - T0) / HOUR_MS)),
+                   w->cls == 1 ? BG_SK_API_KEY : BG_SK_OIDC_TOKEN, &seq);
+        }
+    }
+    if (!planned || !unexpected || !compromised || !adopter) {
+        bg_gen_free(g);
+        free(ws);
+        return BG_ERR_INVALID;
+    }
+    /* PLANNED: 2500 calls/min for 20 min to its usual destinations */
+    for (int64_t t = p0; t < p1; t += 2400)
+        usage(g, planned, t, planned->dests[rnd(g) % (uint64_t)planned->n_dests], 100, 0, 200, &seq);
+    /* UNEXPECTED: 1800 calls/min for 10 min (limit 600) */
+    for (int64_t t = u0; t < u1; t += 2000)
+        usage(g, unexpected, t, unexpected->dests[0], 60, 0, 500, &seq);
+    /* ANOMALOUS: a new cloud session, then a never-seen destination within minutes */
+    bg_str bad_secret = str(g, "%s", "sec-bot-013-sts-7f3a");
+    secret(g, compromised, c0, bad_secret, BG_SK_CLOUD_SESSION, &seq);
+    bg_str exfil = str(g, "%s", "paste.exfil.example");
+    for (int k = 0; k < 6; k++) {
+        usage(g, compromised, c0 + 180000 + k * 20000, exfil, 1, 8000, 24000, &seq);
+        toolcall(g, compromised, c0 + 190000 + k * 20000, exfil, "http.post", "search", bad_secret, &seq);
+    }
+    /* benign: bot-021 adopts a new model API, no new secret around it */
+    bg_str newapi = str(g, "%s", "api.mistral.ai");
+    for (int k = 0; k < 10; k++)
+        usage(g, adopter, a0 + k * 30000, newapi, 1, 2000, 6000, &seq);
+    free(ws);
+    if (g->oom) {
+        bg_gen_free(g);
+        return BG_ERR_NOMEM;
+    }
+    qsort(g->ev, g->n, sizeof *g->ev, cmp_time);
+
+    g->labels[g->n_labels++] = (bg_gen_label){
+        planned->identity.ptr, false, BG_CLASS_PLANNED, p0, p1, NULL,
+        "etl backfill at 2500 calls/min inside envelope chg-2041 (class limit 1000)"};
+    g->labels[g->n_labels++] = (bg_gen_label){
+        unexpected->identity.ptr, false, BG_CLASS_UNEXPECTED, u0, u1, NULL,
+        "CI runner at 1800 calls/min, class limit 600, no envelope"};
+    g->labels[g->n_labels++] = (bg_gen_label){
+        compromised->identity.ptr, false, BG_CLASS_ANOMALOUS, c0, c0 + 5 * MIN_MS, bad_secret.ptr,
+        "new cloud session used against never-seen paste.exfil.example"};
+    g->labels[g->n_labels++] = (bg_gen_label){
+        adopter->identity.ptr, true, BG_CLASS_UNEXPECTED, a0, a0 + 5 * MIN_MS, NULL,
+        "agent adopts api.mistral.ai with no new secret (benign)"};
+
+    char e0[32], e1[32];
+    iso(e0, sizeof e0, env0);
+    iso(e1, sizeof e1, env1);
+    char pol[4096];
+    snprintf(pol, sizeof pol,
+             "# Policy for the demo workload (bench/gen.c).\n"
+             "windows:\n  bucket: 60s\n  correlation: 15m\n  learning_period: 1h\n"
+             "  allowed_lateness: 30s\n  quiet_buckets: 2\n"
+             "default_class: general\n"
+             "classes:\n"
+             "  - name: ci\n    match: {identity_prefix: \"spiffe://prod/ci/\"}\n"
+             "    limits: {api_calls_per_min: 600, cost_micros_per_hour: 5000000, secrets_per_hour: 10}\n"
+             "    unexpected_action: THROTTLE\n    review_routes: [platform, \"app:{owner}\"]\n"
+             "  - name: agent\n    match: {identity_prefix: \"spiffe://prod/agent/\"}\n"
+             "    limits: {api_calls_per_min: 120, tokens_per_min: 200000, cost_micros_per_hour: 20000000}\n"
+             "    unexpected_action: REVIEW\n    review_routes: [\"app:{owner}\"]\n"
+             "  - name: etl\n    match: {identity_prefix: \"spiffe://prod/etl/\"}\n"
+             "    limits: {api_calls_per_min: 1000, cost_micros_per_hour: 10000000}\n"
+             "    unexpected_action: REVIEW\n    review_routes: [data-platform]\n"
+             "  - name: general\n    unexpected_action: REVIEW\n    review_routes: [security]\n"
+             "envelopes:\n"
+             "  - id: chg-2041\n    identity: \"%s\"\n    not_before: %s\n    not_after: %s\n"
+             "    limits: {api_calls_per_min: 5000, cost_micros: 50000000}\n"
+             "    allowed_destinations: [%s, %s%s%s]\n"
+             "    approved_by: alice@example.com\n    ticket: CHG-2041\n",
+             planned->identity.ptr, e0, e1, planned->dests[0].ptr, planned->dests[1].ptr,
+             planned->n_dests > 2 ? ", " : "", planned->n_dests > 2 ? planned->dests[2].ptr : "");
+    g->policy = strdup(pol);
+    if (!g->policy) {
+        bg_gen_free(g);
+        return BG_ERR_NOMEM;
+    }
+    *out = g;
+    return BG_OK;
+}
+
+void bg_gen_free(bg_gen *g) {
+    if (!g)
+        return;
+    for (size_t i = 0; i < g->ar.n_blocks; i++)
+        free(g->ar.blocks[i]);
+    free(g->ar.blocks);
+    free(g->ev);
+    free(g->policy);
+    free(g);
+}
+
+size_t bg_gen_count(const bg_gen *g) { return g->n; }
+const bg_event *bg_gen_event(const bg_gen *g, size_t i) { return &g->ev[i]; }
+size_t bg_gen_labels(const bg_gen *g, const bg_gen_label **labels) {
+    *labels = g->labels;
+    return g->n_labels;
+}
+const char *bg_gen_policy_yaml(const bg_gen *g) { return g->policy; }

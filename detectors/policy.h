@@ -1,0 +1,85 @@
+/* The compiled policy: workload classes, their static limits, envelopes and
+ * the engine's windows. Built by the worker from policy YAML (worker/policy_load.c)
+ * and then read-only: the engine only reads it.
+ *
+ * Limits use -1 for "no limit". Times are event-time milliseconds.
+ * Ownership: a bg_policy owns all its strings; bg_policy_free() releases them. */
+#ifndef BG_POLICY_H
+#define BG_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "event.h"
+#include "verdict.h"
+
+#define BG_POLICY_MAX_CLASSES 64u
+#define BG_POLICY_MAX_ENVELOPES 1024u
+#define BG_POLICY_MAX_ROUTES 8u
+
+typedef struct bg_class_policy {
+    char *name; /* class name, unique */
+    /* selectors, tried in policy order after an explicit event workload_class
+     * that names this class; NULL = not used. A class with no selector only
+     * matches explicitly. */
+    char *match_identity_prefix; /* identity starts with this */
+    char *match_owner;           /* owner equals this */
+    int64_t max_api_calls_per_min;    /* per 60 s bucket, -1 = none */
+    int64_t max_tokens_per_min;       /* tokens_in + tokens_out per bucket */
+    int64_t max_cost_micros_per_hour; /* per clock hour of event time */
+    int64_t max_secrets_per_hour;     /* secret issuances per clock hour */
+    bg_action unexpected_action;      /* BG_ACT_THROTTLE or BG_ACT_REVIEW */
+    char *review_routes[BG_POLICY_MAX_ROUTES]; /* "security", "platform", "app:<owner>" */
+    uint32_t n_review_routes;
+    bool enforce; /* false: revocations are dry runs */
+} bg_class_policy;
+
+typedef struct bg_envelope {
+    char *envelope_id;
+    char *identity;       /* selector, NULL = any */
+    char *workload_class; /* selector, NULL = any */
+    char *owner;          /* selector, NULL = any; at least one selector set */
+    int64_t not_before, not_after; /* ms, inclusive / exclusive */
+    int64_t max_tokens_per_min;    /* -1 = not raised by this envelope (class limit applies) */
+    int64_t max_api_calls_per_min;
+    int64_t max_cost_micros;       /* over the envelope's window, -1 = none */
+    int64_t max_new_secrets;       /* -1 = none */
+    int64_t max_new_destinations;  /* -1 = none */
+    char **allowed_destinations;   /* NULL/0 = any */
+    uint32_t n_allowed_destinations;
+    char *approved_by;
+    char *ticket;
+    bool revoked;
+} bg_envelope;
+
+typedef struct bg_policy {
+    char version[17];            /* 16 hex digits of a hash of the policy text */
+    int64_t bucket_ms;           /* rate bucket width, default 60000 */
+    int64_t correlation_window_ms; /* new secret x new destination, default 900000 */
+    int64_t learning_period_ms;  /* an identity's first destinations are its baseline, default 3600000 */
+    int64_t allowed_lateness_ms; /* watermark = stream time - this, default 30000 */
+    uint32_t quiet_buckets;      /* closed buckets under all limits that end a burst, default 2 */
+    bg_class_policy classes[BG_POLICY_MAX_CLASSES];
+    uint32_t n_classes;
+    uint32_t default_class; /* index into classes */
+    bg_envelope *envelopes;
+    uint32_t n_envelopes;
+} bg_policy;
+
+/* A policy with one class "default", no limits, no envelopes and the default
+ * windows. Returns BG_ERR_NOMEM on allocation failure. */
+bg_err bg_policy_init_default(bg_policy *p);
+void bg_policy_free(bg_policy *p);
+
+/* The class for an event: an explicit workload_class naming a class wins,
+ * then the first class whose selectors match, then the default class. */
+const bg_class_policy *bg_policy_class_for(const bg_policy *p, bg_str identity, bg_str owner,
+                                           bg_str workload_class);
+
+/* The first envelope that covers (identity, class, owner) at time t and is not
+ * revoked, or NULL. */
+const bg_envelope *bg_policy_envelope_for(const bg_policy *p, bg_str identity,
+                                          const char *class_name, bg_str owner, int64_t t);
+
+#endif

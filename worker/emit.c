@@ -1,0 +1,204 @@
+/* Emit stage (see emit.h). */
+#include "emit.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+struct bg_emitter {
+    rd_kafka_t *rk;
+    bg_codec *codec;
+    const bg_config *cfg;
+    bool replay;
+    bg_buf buf;
+    bg_emit_stats st;
+    uint64_t failed_seen; /* failures already reported by sync */
+    const char *topic_names[BG_EV_KIND_COUNT];
+};
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    bg_emitter *em = opaque;
+    if (m->err) {
+        em->st.failed++;
+        bg_error("delivery to %s failed: %s", rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+    } else {
+        em->st.delivered++;
+    }
+}
+
+static int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bg_err bg_emitter_new(const bg_config *cfg, bg_codec *codec, bool replay, bg_emitter **out,
+                      char *errstr, size_t errstr_size) {
+    bg_emitter *em = calloc(1, sizeof *em);
+    if (!em)
+        return BG_ERR_NOMEM;
+    em->codec = codec;
+    em->cfg = cfg;
+    em->replay = replay;
+    em->topic_names[BG_EV_USAGE] = cfg->topics[BG_TOPIC_USAGE];
+    em->topic_names[BG_EV_SECRET] = cfg->topics[BG_TOPIC_SECRETS];
+    em->topic_names[BG_EV_TOOLCALL] = cfg->topics[BG_TOPIC_TOOLCALLS];
+    em->topic_names[BG_EV_ENVELOPE] = cfg->topics[BG_TOPIC_ENVELOPES];
+
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char e[512];
+    /* producer defaults first, so the config file can override them */
+    static const char *defaults[][2] = {
+        {"enable.idempotence", "true"}, {"acks", "all"}, {"linger.ms", "5"},
+        {"partitioner", "murmur2_random"}, /* the Java client's partitioner: same key, same partition */
+    };
+    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
+        rd_kafka_conf_set(conf, defaults[i][0], defaults[i][1], e, sizeof e);
+    for (size_t i = 0; i < cfg->n_kafka; i++) {
+        const char *k = cfg->kafka[i].key;
+        /* consumer-only properties are for the consumer */
+        if (!strncmp(k, "group.", 6) || !strcmp(k, "auto.offset.reset") ||
+            !strcmp(k, "session.timeout.ms") || !strcmp(k, "partition.assignment.strategy") ||
+            !strncmp(k, "enable.auto.", 12) || !strcmp(k, "auto.commit.interval.ms") ||
+            !strcmp(k, "max.poll.interval.ms") || !strcmp(k, "heartbeat.interval.ms") ||
+            !strcmp(k, "isolation.level") || !strncmp(k, "queued.", 7) ||
+            !strncmp(k, "fetch.", 6) || !strcmp(k, "enable.partition.eof"))
+            continue;
+        if (rd_kafka_conf_set(conf, k, cfg->kafka[i].value, e, sizeof e) != RD_KAFKA_CONF_OK) {
+            snprintf(errstr, errstr_size, "kafka.%s: %s", k, e);
+            rd_kafka_conf_destroy(conf);
+            free(em);
+            return BG_ERR_CONFIG;
+        }
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    rd_kafka_conf_set_opaque(conf, em);
+    em->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
+    if (!em->rk) {
+        snprintf(errstr, errstr_size, "cannot create producer: %s", e);
+        free(em);
+        return BG_ERR_KAFKA;
+    }
+    *out = em;
+    return BG_OK;
+}
+
+void bg_emitter_free(bg_emitter *em) {
+    if (!em)
+        return;
+    rd_kafka_flush(em->rk, (int)em->cfg->shutdown_timeout_ms);
+    if (rd_kafka_outq_len(em->rk) > 0)
+        bg_warn("%d output message(s) not delivered at shutdown", rd_kafka_outq_len(em->rk));
+    rd_kafka_destroy(em->rk);
+    bg_buf_free(&em->buf);
+    free(em);
+}
+
+void bg_emitter_poll(bg_emitter *em) { rd_kafka_poll(em->rk, 0); }
+
+static bg_err produce(bg_emitter *em, const char *topic, const void *key, size_t key_len,
+                      const void *val, size_t val_len, rd_kafka_headers_t *hdrs) {
+    for (int attempt = 0;; attempt++) {
+        rd_kafka_resp_err_t err;
+        if (hdrs) {
+            rd_kafka_headers_t *h = rd_kafka_headers_copy(hdrs);
+            err = rd_kafka_producev(em->rk, RD_KAFKA_V_TOPIC(topic),
+                                    RD_KAFKA_V_KEY(key, key_len),
+                                    RD_KAFKA_V_VALUE((void *)(uintptr_t)val, val_len),
+                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                    RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+            if (err)
+                rd_kafka_headers_destroy(h);
+        } else {
+            err = rd_kafka_producev(em->rk, RD_KAFKA_V_TOPIC(topic),
+                                    RD_KAFKA_V_KEY(key, key_len),
+                                    RD_KAFKA_V_VALUE((void *)(uintptr_t)val, val_len),
+                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        }
+        if (!err)
+            return BG_OK;
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && attempt < 600) {
+            rd_kafka_poll(em->rk, 100); /* back-pressure: wait for deliveries */
+            continue;
+        }
+        bg_error("cannot produce to %s: %s", topic, rd_kafka_err2str(err));
+        return BG_ERR_KAFKA;
+    }
+}
+
+bg_err bg_emitter_outputs(bg_emitter *em, const bg_outputs *o) {
+    bg_emit_meta meta = {
+        .emitted_at = wall_ms(),
+        .worker_version = BG_VERSION,
+        .replay = em->replay,
+        .topic_names = em->topic_names,
+    };
+    for (size_t i = 0; i < o->n_verdicts; i++) {
+        const bg_verdict *v = &o->verdicts[i];
+        bg_err err = bg_codec_encode_verdict(em->codec, v, &meta, &em->buf);
+        if (err) {
+            bg_error("cannot encode verdict %s: %s", v->verdict_id, bg_err_str(err));
+            return err;
+        }
+        err = produce(em, em->cfg->topics[BG_TOPIC_VERDICTS], v->identity, strlen(v->identity),
+                      em->buf.data, em->buf.len, NULL);
+        if (err)
+            return err;
+        em->st.verdicts++;
+    }
+    for (size_t i = 0; i < o->n_revocations; i++) {
+        const bg_revocation *r = &o->revocations[i];
+        bg_revocation rr = *r;
+        if (em->cfg->dry_run)
+            rr.dry_run = true;
+        bg_err err = bg_codec_encode_revocation(em->codec, &rr, &meta, &em->buf);
+        if (err) {
+            bg_error("cannot encode revocation %s: %s", r->command_id, bg_err_str(err));
+            return err;
+        }
+        err = produce(em, em->cfg->topics[BG_TOPIC_REVOCATIONS], r->identity, strlen(r->identity),
+                      em->buf.data, em->buf.len, NULL);
+        if (err)
+            return err;
+        em->st.revocations++;
+    }
+    return BG_OK;
+}
+
+bg_err bg_emitter_deadletter(bg_emitter *em, const rd_kafka_message_t *m, bg_err reason,
+                             const char *why) {
+    rd_kafka_headers_t *h = rd_kafka_headers_new(6);
+    char num[32];
+    const char *reason_name = bg_err_name(reason);
+    rd_kafka_header_add(h, "bg.reason", -1, reason_name, -1);
+    rd_kafka_header_add(h, "bg.error", -1, why, -1);
+    rd_kafka_header_add(h, "bg.topic", -1, rd_kafka_topic_name(m->rkt), -1);
+    snprintf(num, sizeof num, "%" PRId32, m->partition);
+    rd_kafka_header_add(h, "bg.partition", -1, num, -1);
+    snprintf(num, sizeof num, "%" PRId64, m->offset);
+    rd_kafka_header_add(h, "bg.offset", -1, num, -1);
+    snprintf(num, sizeof num, "%" PRId64, rd_kafka_message_timestamp(m, NULL));
+    rd_kafka_header_add(h, "bg.timestamp", -1, num, -1);
+    bg_err err = produce(em, em->cfg->topics[BG_TOPIC_DEADLETTER], m->key, m->key_len, m->payload,
+                         m->len, h);
+    rd_kafka_headers_destroy(h);
+    if (!err)
+        em->st.deadletters++;
+    return err;
+}
+
+bg_err bg_emitter_sync(bg_emitter *em, int timeout_ms) {
+    rd_kafka_resp_err_t err = rd_kafka_flush(em->rk, timeout_ms);
+    if (em->st.failed != em->failed_seen) {
+        em->failed_seen = em->st.failed;
+        return BG_ERR_KAFKA;
+    }
+    return err ? BG_ERR_FULL : BG_OK;
+}
+
+void bg_emitter_stats_get(const bg_emitter *em, bg_emit_stats *st) { *st = em->st; }

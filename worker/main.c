@@ -1,0 +1,47 @@
+/* burstguard: one binary, subcommands (DESIGN.md "Commands"). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "mock.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: burstguard COMMAND [options]\n"
+               "\n"
+               "commands:\n"
+               "  run --config FILE [--brokers LIST] [--group ID] [--set key=value]...\n"
+               "                      the consumer-group worker\n"
+               "  demo                mock cluster + labeled synthetic workload + worker + summary\n"
+               "  mock-broker [--brokers N] [--partitions N]\n"
+               "                      a standalone mock Kafka cluster with the contract topics\n"
+               "  policy check FILE   validate a policy file and print what it means\n"
+               "  version             print the version\n"
+               "\n"
+               "exit codes: 0 success, 1 runtime failure, 2 usage or configuration error\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "run"))
+        return bg_run_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "demo"))
+        return bg_demo_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "mock-broker"))
+        return bg_mock_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "policy"))
+        return bg_policy_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("burstguard %s\n", BG_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "burstguard: unknown command '%s' (see burstguard --help)\n", cmd);
+    return 2;
+}

@@ -1,0 +1,47 @@
+/* The pipeline: consume -> decode -> route to identity -> detect/decide ->
+ * emit -> commit, composed in one loop (pipeline.c). Each stage lives in its
+ * own file: consume.c, codec.c, the engine in detectors/, emit.c.
+ *
+ * One batch at a time: poll up to worker.batch_max_messages (or
+ * worker.batch_max_ms), decode and apply every message, emit the outputs,
+ * wait for their acknowledgement, then store the batch's offsets. */
+#ifndef BG_PIPELINE_H
+#define BG_PIPELINE_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../detectors/policy.h"
+#include "codec.h"
+#include "config.h"
+
+typedef struct bg_pipeline_opts {
+    const bg_config *cfg;
+    const bg_policy *policy;
+    bg_codec *codec;
+    const char *group_id;              /* NULL: kafka.group.id */
+    volatile sig_atomic_t *stop;       /* set asynchronously to stop after the current batch */
+    int64_t idle_exit_ms;              /* > 0: return once no input arrived for this long */
+    int startup_timeout_ms;            /* broker reachability check */
+} bg_pipeline_opts;
+
+#define BG_DL_REASONS 32 /* dead letters counted by bg_err value */
+
+typedef struct bg_pipeline_stats {
+    uint64_t events[BG_EV_KIND_COUNT]; /* decoded and applied */
+    uint64_t deadletters[BG_DL_REASONS];
+    uint64_t deadletters_total;
+    uint64_t verdicts[3];              /* by bg_class */
+    uint64_t revocations;
+    uint64_t batches;
+    double busy_s;                     /* wall time from the first to the last message */
+} bg_pipeline_stats;
+
+/* Runs until *stop, idle exit or a fatal error. Returns BG_OK after a clean
+ * shutdown (outputs flushed, offsets committed); otherwise the error with one
+ * line in errstr. */
+bg_err bg_pipeline_run(const bg_pipeline_opts *o, bg_pipeline_stats *st, char *errstr,
+                       size_t errstr_size);
+
+#endif

@@ -1,0 +1,55 @@
+/* Policy YAML -> bg_policy (detectors/policy.h), and its readable printout.
+ *
+ * Format (every key optional unless marked; unknown keys are errors):
+ *
+ *   windows:
+ *     bucket: 60s              # durations: 500ms, 30s, 15m, 1h, 1d, or integer ms
+ *     correlation: 15m
+ *     learning_period: 1h
+ *     allowed_lateness: 30s
+ *     quiet_buckets: 2
+ *   default_class: general     # name of a class below; else a built-in "default"
+ *   classes:
+ *     - name: ci               # required, unique
+ *       match:
+ *         identity_prefix: "spiffe://prod/ci/"
+ *         owner: team-ci
+ *       limits:
+ *         api_calls_per_min: 600
+ *         tokens_per_min: 200000
+ *         cost_micros_per_hour: 5000000
+ *         secrets_per_hour: 20
+ *       unexpected_action: THROTTLE     # or REVIEW
+ *       review_routes: [platform, "app:{owner}"]
+ *       enforce: true
+ *   envelopes:
+ *     - id: chg-1042           # required, unique
+ *       identity: spiffe://prod/etl/nightly   # selectors: at least one of
+ *       workload_class: etl                   #   identity, workload_class, owner
+ *       owner: data-eng
+ *       not_before: 2026-12-01T00:00:00Z      # required; ISO-8601 (UTC 'Z' or +hh:mm) or epoch ms
+ *       not_after: 2026-12-01T06:00:00Z       # required, after not_before
+ *       limits: {api_calls_per_min: 5000, tokens_per_min: 1000000, cost_micros: 90000000,
+ *                new_secrets: 2, new_destinations: 3}
+ *       allowed_destinations: [api.openai.com, s3.eu-west-1.amazonaws.com]
+ *       approved_by: alice     # required
+ *       ticket: CHG-1042
+ *
+ * The policy version is the first 16 hex digits of XXH3-64 of the file bytes.
+ * Ownership: on success *out owns everything; on failure *out is freed. */
+#ifndef BG_POLICY_LOAD_H
+#define BG_POLICY_LOAD_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "../detectors/policy.h"
+
+/* errstr gets "FILE:LINE:COL: what is wrong". */
+bg_err bg_policy_load(const char *path, bg_policy *out, char *errstr, size_t errstr_size);
+bg_err bg_policy_load_text(const char *name, const char *text, size_t len, bg_policy *out,
+                           char *errstr, size_t errstr_size);
+/* What the policy means, in plain words (for `burstguard policy check`). */
+void bg_policy_print(const bg_policy *p, FILE *f);
+
+#endif

@@ -1,0 +1,153 @@
+/* `burstguard run --config FILE [--brokers LIST] [--group ID] [--set key=value]...`
+ *
+ * SIGTERM/SIGINT stop polling; the current batch is finished, outputs are
+ * flushed and offsets committed, then the consumer closes. A watchdog ends
+ * the process with exit code 1 if that takes longer than
+ * worker.shutdown_timeout_ms plus a grace period, so a stuck broker cannot
+ * hang a pod's termination. */
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "log.h"
+#include "pipeline.h"
+#include "setup.h"
+
+static volatile sig_atomic_t stop_flag;
+static void on_signal(int sig) {
+    (void)sig;
+    stop_flag = 1;
+}
+
+static void *watchdog(void *arg) {
+    int64_t limit_ms = *(int64_t *)arg + 5000;
+    while (!stop_flag)
+        usleep(50000);
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        usleep(50000);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        int64_t ms = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+        if (ms > limit_ms) {
+            bg_error("shutdown took longer than %lld ms: exiting without a clean close",
+                     (long long)limit_ms);
+            _exit(1);
+        }
+    }
+    return NULL;
+}
+
+#define MAX_SETS 256
+
+int bg_run_main(int argc, char **argv) {
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"brokers", required_argument, NULL, 'b'},
+                                         {"group", required_argument, NULL, 'g'},
+                                         {"set", required_argument, NULL, 's'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *config = NULL, *group = NULL;
+    const char *sets[MAX_SETS];
+    char brokers_set[1024];
+    size_t n_sets = 0;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:b:g:s:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config = optarg;
+            break;
+        case 'b':
+            snprintf(brokers_set, sizeof brokers_set, "kafka.bootstrap.servers=%s", optarg);
+            if (n_sets == MAX_SETS)
+                return bg_cli_usage_error("run: too many --set options");
+            sets[n_sets++] = brokers_set;
+            break;
+        case 'g':
+            group = optarg;
+            break;
+        case 's':
+            if (n_sets == MAX_SETS)
+                return bg_cli_usage_error("run: too many --set options");
+            sets[n_sets++] = optarg;
+            break;
+        case 'h':
+            printf("usage: burstguard run --config FILE [--brokers LIST] [--group ID] "
+                   "[--set key=value]...\n");
+            return 0;
+        default:
+            return bg_cli_usage_error("run: unknown option (see burstguard run --help)");
+        }
+    }
+    if (optind < argc)
+        return bg_cli_usage_error("run: unexpected argument '%s'", argv[optind]);
+    if (!config)
+        return bg_cli_usage_error("run: --config FILE is required");
+
+    char errstr[1024];
+    bg_config cfg;
+    bg_err err = bg_config_load(config, sets, n_sets, &cfg, errstr, sizeof errstr);
+    if (err) {
+        fprintf(stderr, "burstguard: %s\n", errstr);
+        return 2;
+    }
+    bg_policy policy;
+    err = bg_setup_policy(&cfg, &policy, errstr, sizeof errstr);
+    if (err) {
+        fprintf(stderr, "burstguard: %s\n", errstr);
+        bg_config_free(&cfg);
+        return 2;
+    }
+    bg_codec *codec;
+    err = bg_setup_codec(&cfg, &codec, errstr, sizeof errstr);
+    if (err) {
+        fprintf(stderr, "burstguard: %s\n", errstr);
+        bg_policy_free(&policy);
+        bg_config_free(&cfg);
+        return 2;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    pthread_t wd;
+    int64_t limit = cfg.shutdown_timeout_ms;
+    pthread_create(&wd, NULL, watchdog, &limit);
+    pthread_detach(wd);
+
+    bg_info("burstguard %s starting: policy %s, group %s", BG_VERSION, policy.version,
+            group ? group : (bg_config_kafka(&cfg, "group.id") ? bg_config_kafka(&cfg, "group.id")
+                                                              : "burstguard"));
+    bg_pipeline_opts o = {.cfg = &cfg,
+                          .policy = &policy,
+                          .codec = codec,
+                          .group_id = group,
+                          .stop = &stop_flag,
+                          .startup_timeout_ms = 10000};
+    bg_pipeline_stats st;
+    err = bg_pipeline_run(&o, &st, errstr, sizeof errstr);
+    bg_info("processed usage=%llu secrets=%llu toolcalls=%llu dead_letters=%llu verdicts "
+            "planned=%llu unexpected=%llu anomalous=%llu revocations=%llu",
+            (unsigned long long)st.events[BG_EV_USAGE], (unsigned long long)st.events[BG_EV_SECRET],
+            (unsigned long long)st.events[BG_EV_TOOLCALL],
+            (unsigned long long)st.deadletters_total, (unsigned long long)st.verdicts[0],
+            (unsigned long long)st.verdicts[1], (unsigned long long)st.verdicts[2],
+            (unsigned long long)st.revocations);
+    int rc = 0;
+    if (err) {
+        fprintf(stderr, "burstguard: %s\n", errstr);
+        rc = err == BG_ERR_CONFIG ? 2 : 1;
+    }
+    bg_codec_free(codec);
+    bg_policy_free(&policy);
+    bg_config_free(&cfg);
+    return rc;
+}
