@@ -807,6 +807,18 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
             return err;
     }
 
+    /* correlation first: when one event both exceeds a limit and completes a
+     * new-secret x new-destination pair, the burst goes straight to ANOMALOUS */
+    if ((novel || new_secret) && id->n_secrets_ring && id->n_ndests_ring) {
+        err = correlate(e, id, klass, env, t, out);
+        if (err)
+            return err;
+        if (id->in_burst && id->cls == BG_CLASS_ANOMALOUS) {
+            id->bucket_hot = true;
+            id->burst_last_hot = ta;
+        }
+    }
+
     /* static limits, with envelope */
     bg_reason r[BG_MAX_REASONS];
     uint32_t nr = 0;
@@ -876,15 +888,6 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
                           r, nr, t, NULL, 0, NULL, 0, out);
         if (err)
             return err;
-    }
-    if ((novel || new_secret) && id->n_secrets_ring && id->n_ndests_ring) {
-        if (id->in_burst)
-            id->burst_last_hot = ta;
-        err = correlate(e, id, klass, env, t, out);
-        if (err)
-            return err;
-        if (id->in_burst && id->cls == BG_CLASS_ANOMALOUS)
-            id->bucket_hot = true;
     }
     return BG_OK;
 }

@@ -1,0 +1,412 @@
+/* Engine: table-driven cases, events in -> verdicts and revocations out.
+ *
+ * Each case is a list of events (times in minutes from T0) and the verdicts it
+ * must yield, in order, as "PHASE CLASS ACTION identity" strings, plus the
+ * secrets that must be revoked. The policy is built in code so this test
+ * depends on the engine alone. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "detectors/engine.h"
+
+#define T0 1795996800000LL /* 2026-11-30T00:00:00Z */
+#define MIN 60000LL
+
+typedef struct tev {
+    char kind;         /* 'u' usage, 's' secret, 't' tool call, 0 = end */
+    const char *who;   /* identity */
+    double at_min;     /* event time, minutes after T0 */
+    const char *what;  /* destination (u, t) or secret id (s) */
+    int calls;         /* api calls (u) */
+} tev;
+
+#define MAX_EXPECT 8
+typedef struct tcase {
+    const char *name;
+    tev events[64];
+    const char *verdicts[MAX_EXPECT]; /* "ONSET UNEXPECTED THROTTLE id" */
+    const char *revoked[MAX_EXPECT];  /* secret ids */
+    bool dry_run;                     /* class enforce: false */
+} tcase;
+
+static char *xstrdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    assert_non_null(d);
+    memcpy(d, s, n);
+    return d;
+}
+
+/* Class "svc" (identities spiffe://t/svc/...): 100 calls/min, THROTTLE.
+ * Envelope "env-1" for spiffe://t/svc/planned from minute 100 to 130: 500
+ * calls/min, destinations a.example, b.example. Envelope "env-2" for
+ * spiffe://t/svc/revoked, same window, revoked. */
+static void make_policy(bg_policy *p, bool enforce) {
+    assert_int_equal(bg_policy_init_default(p), BG_OK);
+    bg_class_policy *c = &p->classes[p->n_classes++];
+    memset(c, 0, sizeof *c);
+    c->name = xstrdup("svc");
+    c->match_identity_prefix = xstrdup("spiffe://t/svc/");
+    c->max_api_calls_per_min = 100;
+    c->max_tokens_per_min = -1;
+    c->max_cost_micros_per_hour = -1;
+    c->max_secrets_per_hour = 50;
+    c->unexpected_action = BG_ACT_THROTTLE;
+    c->review_routes[c->n_review_routes++] = xstrdup("platform");
+    c->enforce = enforce;
+    p->envelopes = calloc(2, sizeof *p->envelopes);
+    assert_non_null(p->envelopes);
+    for (int i = 0; i < 2; i++) {
+        bg_envelope *e = &p->envelopes[p->n_envelopes++];
+        e->envelope_id = xstrdup(i ? "env-2" : "env-1");
+        e->identity = xstrdup(i ? "spiffe://t/svc/revoked" : "spiffe://t/svc/planned");
+        e->not_before = T0 + 100 * MIN;
+        e->not_after = T0 + 130 * MIN;
+        e->max_api_calls_per_min = 500;
+        e->max_tokens_per_min = -1;
+        e->max_cost_micros = -1;
+        e->max_new_secrets = -1;
+        e->max_new_destinations = -1;
+        e->allowed_destinations = calloc(2, sizeof(char *));
+        e->allowed_destinations[0] = xstrdup("a.example");
+        e->allowed_destinations[1] = xstrdup("b.example");
+        e->n_allowed_destinations = 2;
+        e->approved_by = xstrdup("alice");
+        e->revoked = i == 1;
+    }
+}
+
+static bg_str S(const char *s) { return (bg_str){s, (uint32_t)strlen(s)}; }
+
+static void to_event(const tev *t, bg_event *ev) {
+    memset(ev, 0, sizeof *ev);
+    ev->event_id = S("e");
+    ev->identity = S(t->who);
+    ev->event_time = T0 + (int64_t)(t->at_min * (double)MIN);
+    switch (t->kind) {
+    case 'u':
+        ev->kind = BG_EV_USAGE;
+        ev->u.usage.destination = S(t->what);
+        ev->u.usage.api = S("api");
+        ev->u.usage.api_calls = t->calls;
+        break;
+    case 's':
+        ev->kind = BG_EV_SECRET;
+        ev->u.secret.secret_id = S(t->what);
+        ev->u.secret.issuer = S("vault");
+        break;
+    default:
+        ev->kind = BG_EV_TOOLCALL;
+        ev->u.tool.destination = S(t->what);
+        ev->u.tool.tool = S("http");
+        break;
+    }
+}
+
+/* Background traffic that teaches every test identity a.example and
+ * b.example during the learning period (minutes 0..60), at 10 calls/min. */
+static void warm_up(bg_engine *e, const tcase *tc, bg_outputs *out) {
+    const char *seen[16];
+    size_t n = 0;
+    for (const tev *t = tc->events; t->kind; t++) {
+        bool dup = false;
+        for (size_t i = 0; i < n; i++)
+            dup |= !strcmp(seen[i], t->who);
+        if (!dup && n < 16)
+            seen[n++] = t->who;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (int m = 0; m < 70; m += 5) {
+            tev a = {'u', seen[i], m, m % 10 ? "a.example" : "b.example", 10};
+            bg_event ev;
+            to_event(&a, &ev);
+            assert_int_equal(bg_engine_observe(e, &ev, m, out), BG_OK);
+        }
+}
+
+static void run_case(const tcase *tc, bg_outputs *out, bg_policy *p) {
+    make_policy(p, !tc->dry_run);
+    bg_engine *e;
+    assert_int_equal(bg_engine_new(p, 3, &e), BG_OK);
+    bg_outputs_init(out);
+    warm_up(e, tc, out);
+    assert_int_equal(out->n_verdicts, 0);
+    int64_t off = 1000;
+    for (const tev *t = tc->events; t->kind; t++) {
+        bg_event ev;
+        to_event(t, &ev);
+        assert_int_equal(bg_engine_observe(e, &ev, off++, out), BG_OK);
+        assert_int_equal(bg_engine_tick(e, out), BG_OK);
+    }
+    /* a far-away event of another identity moves the watermark: bursts end */
+    tev late = {'u', "spiffe://t/other/clock", 600, "z.example", 1};
+    bg_event ev;
+    to_event(&late, &ev);
+    assert_int_equal(bg_engine_observe(e, &ev, off, out), BG_OK);
+    assert_int_equal(bg_engine_tick(e, out), BG_OK);
+    bg_engine_free(e);
+}
+
+static void check_case(const tcase *tc) {
+    bg_outputs out;
+    bg_policy p;
+    run_case(tc, &out, &p);
+    size_t nexp = 0;
+    while (nexp < MAX_EXPECT && tc->verdicts[nexp])
+        nexp++;
+    char got[2048] = "";
+    for (size_t i = 0; i < out.n_verdicts; i++) {
+        const bg_verdict *v = &out.verdicts[i];
+        size_t o = strlen(got);
+        snprintf(got + o, sizeof got - o, "[%s %s %s %s]", bg_phase_name(v->phase),
+                 bg_class_name(v->classification), bg_action_name(v->action), v->identity);
+    }
+    char want[2048] = "";
+    for (size_t i = 0; i < nexp; i++) {
+        size_t o = strlen(want);
+        snprintf(want + o, sizeof want - o, "[%s]", tc->verdicts[i]);
+    }
+    if (strcmp(got, want)) {
+        print_error("case %s\n  want %s\n  got  %s\n", tc->name, want, got);
+        fail();
+    }
+    size_t nrev = 0;
+    while (nrev < MAX_EXPECT && tc->revoked[nrev])
+        nrev++;
+    assert_int_equal(out.n_revocations, nrev);
+    for (size_t i = 0; i < nrev; i++) {
+        assert_string_equal(out.revocations[i].secret_id, tc->revoked[i]);
+        assert_int_equal(out.revocations[i].dry_run, tc->dry_run);
+        assert_int_equal(out.revocations[i].target, BG_TARGET_SECRET);
+        /* the command refers to an ANOMALOUS verdict that was emitted */
+        bool found = false;
+        for (size_t j = 0; j < out.n_verdicts; j++)
+            found |= !strcmp(out.verdicts[j].verdict_id, out.revocations[i].verdict_id) &&
+                     out.verdicts[j].classification == BG_CLASS_ANOMALOUS;
+        assert_true(found);
+    }
+    bg_outputs_free(&out);
+    bg_policy_free(&p);
+}
+
+#define ID "spiffe://t/svc/app"
+#define PL "spiffe://t/svc/planned"
+
+static const tcase cases[] = {
+    {.name = "under the limit: nothing",
+     .events = {{'u', ID, 90, "a.example", 60}, {'u', ID, 90.5, "a.example", 39}}},
+    {.name = "rate limit: one ONSET, one ENDED",
+     .events = {{'u', ID, 90, "a.example", 60},
+                {'u', ID, 90.3, "a.example", 60},
+                {'u', ID, 90.6, "a.example", 60},
+                {'u', ID, 91.2, "a.example", 150}},
+     .verdicts = {"ONSET UNEXPECTED THROTTLE " ID, "ENDED UNEXPECTED THROTTLE " ID}},
+    {.name = "inside the envelope: PLANNED",
+     .events = {{'u', PL, 110, "a.example", 300}, {'u', PL, 110.5, "b.example", 150}},
+     .verdicts = {"ONSET PLANNED ALLOW " PL, "ENDED PLANNED ALLOW " PL}},
+    {.name = "beyond the envelope's limit: escalates to UNEXPECTED",
+     .events = {{'u', PL, 110, "a.example", 300}, {'u', PL, 110.5, "a.example", 300}},
+     .verdicts = {"ONSET PLANNED ALLOW " PL, "ESCALATED UNEXPECTED THROTTLE " PL,
+                  "ENDED UNEXPECTED THROTTLE " PL}},
+    {.name = "envelope expired: UNEXPECTED",
+     .events = {{'u', PL, 131, "a.example", 300}},
+     .verdicts = {"ONSET UNEXPECTED THROTTLE " PL, "ENDED UNEXPECTED THROTTLE " PL}},
+    {.name = "envelope not yet valid: UNEXPECTED",
+     .events = {{'u', PL, 99.5, "a.example", 300}},
+     .verdicts = {"ONSET UNEXPECTED THROTTLE " PL, "ENDED UNEXPECTED THROTTLE " PL}},
+    {.name = "envelope revoked: UNEXPECTED",
+     .events = {{'u', "spiffe://t/svc/revoked", 110, "a.example", 300}},
+     .verdicts = {"ONSET UNEXPECTED THROTTLE spiffe://t/svc/revoked",
+                  "ENDED UNEXPECTED THROTTLE spiffe://t/svc/revoked"}},
+    {.name = "envelope: destination outside allowed_destinations is UNEXPECTED",
+     .events = {{'u', PL, 110, "a.example", 300}, {'u', PL, 110.2, "b.example", 1},
+                {'u', PL, 110.4, "c.example", 1}},
+     .verdicts = {"ONSET PLANNED ALLOW " PL, "ESCALATED UNEXPECTED THROTTLE " PL,
+                  "ENDED UNEXPECTED THROTTLE " PL}},
+    {.name = "new secret then new destination: ANOMALOUS, secret revoked",
+     .events = {{'s', ID, 90, "sec-1"}, {'u', ID, 93, "evil.example", 1}},
+     .verdicts = {"ONSET ANOMALOUS REVOKE " ID, "ENDED ANOMALOUS REVOKE " ID},
+     .revoked = {"sec-1"}},
+    {.name = "new destination then new secret (other order): ANOMALOUS",
+     .events = {{'t', ID, 90, "evil.example"}, {'s', ID, 100, "sec-2"}},
+     .verdicts = {"ONSET ANOMALOUS REVOKE " ID, "ENDED ANOMALOUS REVOKE " ID},
+     .revoked = {"sec-2"}},
+    {.name = "dry-run class: the revocation is a dry run",
+     .events = {{'s', ID, 90, "sec-1"}, {'u', ID, 93, "evil.example", 1}},
+     .verdicts = {"ONSET ANOMALOUS REVOKE " ID, "ENDED ANOMALOUS REVOKE " ID},
+     .revoked = {"sec-1"},
+     .dry_run = true},
+    {.name = "two secrets in the window, one re-delivered: two commands",
+     .events = {{'s', ID, 88, "sec-1"}, {'s', ID, 89, "sec-2"}, {'s', ID, 89.5, "sec-1"},
+                {'u', ID, 93, "evil.example", 1}},
+     .verdicts = {"ONSET ANOMALOUS REVOKE " ID, "ENDED ANOMALOUS REVOKE " ID},
+     .revoked = {"sec-1", "sec-2"}},
+    {.name = "near-miss: new destination, no new secret",
+     .events = {{'u', ID, 90, "new.example", 1}, {'u', ID, 95, "new2.example", 1}}},
+    {.name = "near-miss: secret rotation against known destinations",
+     .events = {{'s', ID, 90, "sec-rot-1"}, {'u', ID, 91, "a.example", 1},
+                {'t', ID, 92, "b.example"}, {'s', ID, 150, "sec-rot-2"}}},
+    {.name = "near-miss: secret and new destination 20 min apart (window 15)",
+     .events = {{'s', ID, 90, "sec-1"}, {'u', ID, 110, "new.example", 1}}},
+    {.name = "near-miss: destinations learned in the first hour are the baseline",
+     .events = {{'s', "spiffe://t/svc/fresh", 0.5, "sec-0"},
+                {'u', "spiffe://t/svc/fresh", 1, "first.example", 1},
+                {'u', "spiffe://t/svc/fresh", 2, "second.example", 1}}},
+    {.name = "planned burst that reaches a new destination with a new secret: ANOMALOUS",
+     .events = {{'u', PL, 110, "a.example", 300}, {'s', PL, 111, "sec-9"},
+                {'u', PL, 112, "b.example", 300}, {'u', PL, 112.5, "evil.example", 1}},
+     .verdicts = {"ONSET PLANNED ALLOW " PL, "ESCALATED ANOMALOUS REVOKE " PL,
+                  "ENDED ANOMALOUS REVOKE " PL},
+     .revoked = {"sec-9"}},
+    {.name = "an ANOMALOUS burst does not escalate again on a rate limit",
+     .events = {{'s', ID, 90, "sec-1"}, {'u', ID, 91, "evil.example", 1},
+                {'u', ID, 91.5, "a.example", 200}},
+     .verdicts = {"ONSET ANOMALOUS REVOKE " ID, "ENDED ANOMALOUS REVOKE " ID},
+     .revoked = {"sec-1"}},
+};
+
+static void test_cases(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_case(&cases[i]);
+}
+
+/* The same input twice yields the same ids; another burst other ids. */
+static void test_deterministic_ids(void **state) {
+    (void)state;
+    bg_outputs a, b;
+    bg_policy pa, pb;
+    run_case(&cases[8], &a, &pa);
+    run_case(&cases[8], &b, &pb);
+    assert_int_equal(a.n_verdicts, b.n_verdicts);
+    for (size_t i = 0; i < a.n_verdicts; i++)
+        assert_string_equal(a.verdicts[i].verdict_id, b.verdicts[i].verdict_id);
+    assert_string_equal(a.revocations[0].command_id, b.revocations[0].command_id);
+    assert_string_not_equal(a.verdicts[0].verdict_id, a.verdicts[1].verdict_id);
+    assert_string_not_equal(a.revocations[0].command_id, a.revocations[0].verdict_id);
+    assert_int_equal(strlen(a.verdicts[0].verdict_id), 32);
+    bg_outputs c;
+    bg_policy pc;
+    run_case(&cases[9], &c, &pc);
+    assert_string_not_equal(a.verdicts[0].verdict_id, c.verdicts[0].verdict_id);
+    bg_outputs_free(&a);
+    bg_outputs_free(&b);
+    bg_outputs_free(&c);
+    bg_policy_free(&pa);
+    bg_policy_free(&pb);
+    bg_policy_free(&pc);
+}
+
+/* A verdict explains itself: reasons, routes, envelope, source offsets. */
+static void test_verdict_fields(void **state) {
+    (void)state;
+    bg_outputs out;
+    bg_policy p;
+    run_case(&cases[3], &out, &p); /* PLANNED then ESCALATED UNEXPECTED */
+    const bg_verdict *on = &out.verdicts[0], *esc = &out.verdicts[1];
+    assert_string_equal(on->envelope_id, "env-1");
+    assert_string_equal(on->workload_class, "svc");
+    assert_int_equal(on->n_review_routes, 0); /* PLANNED routes nowhere */
+    assert_true(on->n_reasons >= 1);
+    assert_string_equal(on->reasons[0].code, "api_calls_per_min");
+    assert_true(on->reasons[0].observed > on->reasons[0].threshold);
+    assert_int_equal(esc->n_reasons, 1);
+    assert_string_equal(esc->reasons[0].detector, "envelope");
+    assert_true(esc->reasons[0].threshold == 500.0);
+    assert_true(esc->reasons[0].observed == 600.0);
+    assert_int_equal(esc->n_review_routes, 1);
+    assert_string_equal(esc->review_routes[0], "platform");
+    assert_int_equal(esc->n_source, 1);
+    assert_int_equal(esc->source[0].topic, BG_EV_USAGE);
+    assert_int_equal(esc->source[0].partition, 3);
+    assert_true(esc->source[0].first_offset <= 1000 && esc->source[0].last_offset == 1001);
+    assert_true(esc->severity > 0 && esc->severity <= 100);
+    assert_string_equal(esc->policy_version, p.version);
+    bg_outputs_free(&out);
+    bg_policy_free(&p);
+
+    run_case(&cases[8], &out, &p); /* ANOMALOUS */
+    const bg_verdict *an = &out.verdicts[0];
+    assert_int_equal(an->n_new_secret_ids, 1);
+    assert_string_equal(an->new_secret_ids[0], "sec-1");
+    assert_int_equal(an->n_new_destinations, 1);
+    assert_string_equal(an->new_destinations[0], "evil.example");
+    assert_string_equal(an->review_routes[0], "security");
+    assert_int_equal(an->severity, 90);
+    assert_int_equal(an->n_source, 2); /* the usage event and the secret */
+    bg_outputs_free(&out);
+    bg_policy_free(&p);
+}
+
+static void test_late_and_invalid(void **state) {
+    (void)state;
+    bg_policy p;
+    make_policy(&p, true);
+    bg_engine *e;
+    assert_int_equal(bg_engine_new(&p, 0, &e), BG_OK);
+    bg_outputs out;
+    bg_outputs_init(&out);
+    tev t1 = {'u', ID, 100, "a.example", 1}, t2 = {'u', ID, 50, "a.example", 1};
+    bg_event ev;
+    to_event(&t1, &ev);
+    assert_int_equal(bg_engine_observe(e, &ev, 0, &out), BG_OK);
+    to_event(&t2, &ev);
+    assert_int_equal(bg_engine_observe(e, &ev, 1, &out), BG_OK);
+    bg_engine_stats st;
+    bg_engine_stats_get(e, &st);
+    assert_int_equal(st.late_events, 1);
+    assert_int_equal(st.events, 2);
+    assert_int_equal(st.identities, 1);
+    assert_int_equal(st.watermark, T0 + 100 * MIN - p.allowed_lateness_ms);
+    ev.identity = (bg_str){NULL, 0};
+    assert_int_equal(bg_engine_observe(e, &ev, 2, &out), BG_ERR_INVALID);
+    bg_engine_free(e);
+    bg_engine_free(NULL);
+    bg_outputs_free(&out);
+    bg_policy_free(&p);
+}
+
+/* Many identities: the table grows and every identity keeps its own state. */
+static void test_many_identities(void **state) {
+    (void)state;
+    bg_policy p;
+    make_policy(&p, true);
+    bg_engine *e;
+    assert_int_equal(bg_engine_new(&p, 0, &e), BG_OK);
+    bg_outputs out;
+    bg_outputs_init(&out);
+    char name[64];
+    for (int i = 0; i < 20000; i++) {
+        snprintf(name, sizeof name, "spiffe://t/svc/n%d", i);
+        tev t = {'u', name, 70 + (i % 10) * 0.01, "a.example", i == 777 ? 150 : 5};
+        bg_event ev;
+        to_event(&t, &ev);
+        assert_int_equal(bg_engine_observe(e, &ev, i, &out), BG_OK);
+    }
+    bg_engine_stats st;
+    bg_engine_stats_get(e, &st);
+    assert_int_equal(st.identities, 20000);
+    assert_int_equal(out.n_verdicts, 1);
+    assert_string_equal(out.verdicts[0].identity, "spiffe://t/svc/n777");
+    bg_engine_free(e);
+    bg_outputs_free(&out);
+    bg_policy_free(&p);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cases),
+        cmocka_unit_test(test_deterministic_ids),
+        cmocka_unit_test(test_verdict_fields),
+        cmocka_unit_test(test_late_and_invalid),
+        cmocka_unit_test(test_many_identities),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
