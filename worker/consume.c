@@ -220,8 +220,17 @@ bg_err bg_consumer_subscribe(bg_consumer *c, char *errstr, size_t errstr_size) {
 
 size_t bg_consumer_poll_batch(bg_consumer *c, rd_kafka_message_t **msgs, size_t max,
                               int timeout_ms) {
-    ssize_t n = rd_kafka_consume_batch_queue(c->q, timeout_ms, msgs, max);
-    return n > 0 ? (size_t)n : 0;
+    /* rd_kafka_consume_batch_queue() waits for a full batch or the timeout;
+     * this returns as soon as the queue runs dry, so a quiet stream is not
+     * held back by batch_max_ms */
+    size_t n = 0;
+    while (n < max) {
+        rd_kafka_message_t *m = rd_kafka_consume_queue(c->q, n ? 0 : timeout_ms);
+        if (!m)
+            break;
+        msgs[n++] = m;
+    }
+    return n;
 }
 
 int bg_consumer_kind(bg_consumer *c, const rd_kafka_message_t *m) {

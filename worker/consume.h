@@ -38,8 +38,8 @@ bg_err bg_consumer_check_topics(bg_consumer *c, int timeout_ms, int32_t *partiti
                                 char *errstr, size_t errstr_size);
 bg_err bg_consumer_subscribe(bg_consumer *c, char *errstr, size_t errstr_size);
 
-/* Up to max messages, waiting at most timeout_ms for the first. Serves
- * rebalance callbacks. Returns the count (0 on timeout). */
+/* Up to max messages: waits at most timeout_ms for the first, then takes
+ * what is already queued. Serves rebalance callbacks. Returns the count. */
 size_t bg_consumer_poll_batch(bg_consumer *c, rd_kafka_message_t **msgs, size_t max,
                               int timeout_ms);
 /* The input kind of a message's topic, or -1. */

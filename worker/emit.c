@@ -84,6 +84,17 @@ bg_err bg_emitter_new(const bg_config *cfg, bg_codec *codec, bool replay, bg_emi
         free(em);
         return BG_ERR_KAFKA;
     }
+    /* learn the output topics' leaders now, so the first verdict of a burst
+     * does not wait for a metadata round trip */
+    static const bg_topic outs[] = {BG_TOPIC_VERDICTS, BG_TOPIC_REVOCATIONS, BG_TOPIC_DEADLETTER};
+    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(em->rk, cfg->topics[outs[i]], NULL);
+        const rd_kafka_metadata_t *md;
+        if (rkt && !rd_kafka_metadata(em->rk, 0, rkt, &md, 5000))
+            rd_kafka_metadata_destroy(md);
+        if (rkt)
+            rd_kafka_topic_destroy(rkt);
+    }
     *out = em;
     return BG_OK;
 }

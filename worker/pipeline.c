@@ -303,9 +303,13 @@ bg_err bg_pipeline_run(const bg_pipeline_opts *o, bg_pipeline_stats *st, char *e
                 o->cfg->topics[BG_TOPIC_SECRETS], o->cfg->topics[BG_TOPIC_TOOLCALLS], p.n_tasks);
 
     double first = 0, last = 0, idle_since = now_s();
-    bool started = false;
+    bool started = false, received = false;
     while (!err && !*o->stop) {
         size_t n = bg_consumer_poll_batch(p.consumer, msgs, max, (int)o->cfg->batch_max_ms);
+        if (n && !received) {
+            received = true;
+            first = now_s(); /* the rate counts from the first message received */
+        }
         if (p.fatal) {
             err = p.fatal;
             snprintf(errstr, errstr_size, "task setup failed: %s", bg_err_str(err));
@@ -342,6 +346,8 @@ bg_err bg_pipeline_run(const bg_pipeline_opts *o, bg_pipeline_stats *st, char *e
             }
         }
         size_t applied = p.applied;
+        if (n)
+            bg_debug("batch: %zu polled, %zu applied, %zu buffered", n, applied, buffered(&p));
         if (!err) {
             for (int32_t t = 0; t < p.n_tasks && !err; t++)
                 if (p.tasks[t].engine)
@@ -364,8 +370,6 @@ bg_err bg_pipeline_run(const bg_pipeline_opts *o, bg_pipeline_stats *st, char *e
         store = NULL;
         double now = now_s();
         if (applied) {
-            if (!started)
-                first = now;
             started = true;
             last = now;
             idle_since = now;
