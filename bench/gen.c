@@ -290,8 +290,8 @@ bg_err bg_gen_new(const bg_gen_opts *o, bg_gen **out) {
     bg_str newapi = str(g, "%s", "api.mistral.ai");
     for (int k = 0; k < 10; k++)
         usage(g, adopter, a0 + k * 30000, newapi, 1, 2000, 6000, &seq);
-    free(ws);
     if (g->oom) {
+        free(ws);
         bg_gen_free(g);
         return BG_ERR_NOMEM;
     }
@@ -338,6 +338,7 @@ bg_err bg_gen_new(const bg_gen_opts *o, bg_gen **out) {
              planned->identity.ptr, e0, e1, planned->dests[0].ptr, planned->dests[1].ptr,
              planned->n_dests > 2 ? ", " : "", planned->n_dests > 2 ? planned->dests[2].ptr : "");
     g->policy = strdup(pol);
+    free(ws);
     if (!g->policy) {
         bg_gen_free(g);
         return BG_ERR_NOMEM;

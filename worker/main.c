@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "config.h"
 #include "mock.h"
 
 static void usage(FILE *f) {
@@ -15,6 +16,7 @@ static void usage(FILE *f) {
                "  mock-broker [--brokers N] [--partitions N]\n"
                "                      a standalone mock Kafka cluster with the contract topics\n"
                "  policy check FILE   validate a policy file and print what it means\n"
+               "  config defaults     every configuration key with its type, default and meaning\n"
                "  version             print the version\n"
                "\n"
                "exit codes: 0 success, 1 runtime failure, 2 usage or configuration error\n");
@@ -34,6 +36,12 @@ int main(int argc, char **argv) {
         return bg_mock_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "policy"))
         return bg_policy_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "config")) {
+        if (argc != 3 || strcmp(argv[2], "defaults") != 0)
+            return bg_cli_usage_error("usage: burstguard config defaults");
+        bg_config_print_defaults(stdout);
+        return 0;
+    }
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("burstguard %s\n", BG_VERSION);
         return 0;

@@ -21,19 +21,19 @@
 #include "worker/codec.h"
 #include "worker/readback.h"
 
-static const char *h_bin(void) {
+static inline const char *h_bin(void) {
     const char *b = getenv("BURSTGUARD_BIN");
     return b ? b : "./burstguard";
 }
 
-static double h_now(void) {
+static inline double h_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* fork+exec argv; stdout to out_fd (or /dev/null when < 0), stderr to the file errlog. */
-static pid_t h_spawn(char *const argv[], int out_fd, const char *errlog) {
+static inline pid_t h_spawn(char *const argv[], int out_fd, const char *errlog) {
     pid_t pid = fork();
     if (pid == 0) {
         int devnull = open("/dev/null", O_RDWR);
@@ -49,7 +49,7 @@ static pid_t h_spawn(char *const argv[], int out_fd, const char *errlog) {
 
 /* Wait for pid up to timeout_s; returns the exit code, or -1 on timeout
  * (the process is then killed), or 128+signal. */
-static int h_wait(pid_t pid, double timeout_s) {
+static inline int h_wait(pid_t pid, double timeout_s) {
     double end = h_now() + timeout_s;
     for (;;) {
         int st;
@@ -70,7 +70,7 @@ typedef struct h_mock {
     char bootstrap[256];
 } h_mock;
 
-static int h_mock_start(h_mock *m, int partitions) {
+static inline int h_mock_start(h_mock *m, int partitions) {
     int fds[2];
     if (pipe(fds))
         return -1;
@@ -91,12 +91,12 @@ static int h_mock_start(h_mock *m, int partitions) {
     return n > 0 ? 0 : -1;
 }
 
-static void h_mock_stop(h_mock *m) {
+static inline void h_mock_stop(h_mock *m) {
     kill(m->pid, SIGTERM);
     h_wait(m->pid, 10);
 }
 
-static void h_write_file(const char *path, const char *text) {
+static inline void h_write_file(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
     if (f) {
         fputs(text, f);
@@ -105,13 +105,13 @@ static void h_write_file(const char *path, const char *text) {
 }
 
 /* A temporary working directory; the test chdirs into it. */
-static void h_tmpdir(char *buf, size_t n, const char *name) {
+static inline void h_tmpdir(char *buf, size_t n, const char *name) {
     snprintf(buf, n, "/tmp/bg-%s-XXXXXX", name);
     if (!mkdtemp(buf) || chdir(buf))
         abort();
 }
 
-static rd_kafka_t *h_producer(const char *bootstrap) {
+static inline rd_kafka_t *h_producer(const char *bootstrap) {
     char e[256];
     rd_kafka_conf_t *c = rd_kafka_conf_new();
     rd_kafka_conf_set(c, "bootstrap.servers", bootstrap, e, sizeof e);
@@ -120,7 +120,7 @@ static rd_kafka_t *h_producer(const char *bootstrap) {
     return rd_kafka_new(RD_KAFKA_PRODUCER, c, e, sizeof e);
 }
 
-static int h_produce(rd_kafka_t *p, const char *topic, const void *key, size_t key_len,
+static inline int h_produce(rd_kafka_t *p, const char *topic, const void *key, size_t key_len,
                      const void *val, size_t len) {
     return (int)rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
                                   RD_KAFKA_V_VALUE((void *)(uintptr_t)val, len),
@@ -128,7 +128,7 @@ static int h_produce(rd_kafka_t *p, const char *topic, const void *key, size_t k
 }
 
 /* Encode ev with the codec's schema id and produce it keyed by its identity. */
-static int h_produce_event(rd_kafka_t *p, bg_codec *c, int32_t id, const bg_event *ev) {
+static inline int h_produce_event(rd_kafka_t *p, bg_codec *c, int32_t id, const bg_event *ev) {
     static const char *topics[] = {"nhi.usage.v1", "nhi.secrets.v1", "nhi.toolcalls.v1"};
     bg_buf b = {0};
     if (bg_codec_encode_event(c, id, ev, &b))
@@ -141,7 +141,7 @@ static int h_produce_event(rd_kafka_t *p, bg_codec *c, int32_t id, const bg_even
 /* Drain topic until pred(msgs, n, arg) holds or timeout_s passes. Returns the
  * last read (caller frees). */
 typedef int (*h_pred)(const bg_rb_msg *msgs, size_t n, void *arg);
-static int h_read_until(const char *bootstrap, const char *topic, h_pred pred, void *arg,
+static inline int h_read_until(const char *bootstrap, const char *topic, h_pred pred, void *arg,
                         double timeout_s, bg_rb_msg **msgs, size_t *n) {
     double end = h_now() + timeout_s;
     char err[256];
@@ -160,6 +160,6 @@ static int h_read_until(const char *bootstrap, const char *topic, h_pred pred, v
     }
 }
 
-static bg_str h_s(const char *s) { return (bg_str){s, (uint32_t)strlen(s)}; }
+static inline bg_str h_s(const char *s) { return (bg_str){s, (uint32_t)strlen(s)}; }
 
 #endif
