@@ -37,10 +37,12 @@
 
 #include <xxhash.h>
 
+#include "hash.h"
+
 #define RING 16u               /* recent secrets / novel destinations kept per identity */
 #define DEST_SET_MAX 4096u     /* destinations learned per identity; beyond, new ones count as known */
 #define HOUR_MS 3600000
-#define HASH_SEED 0x6275727374677561ull /* "burstgua" */
+#define HASH_SEED BG_SEED_IDENTITY
 
 typedef struct recent_secret {
     uint64_t hash;
@@ -111,10 +113,7 @@ struct bg_engine {
 
 /* ---- helpers ---------------------------------------------------------- */
 
-static uint64_t hash_bytes(const void *p, size_t n) {
-    uint64_t h = XXH3_64bits_withSeed(p, n, HASH_SEED);
-    return h ? h : 1; /* 0 marks an empty slot */
-}
+static uint64_t hash_bytes(const void *p, size_t n) { return bg_hash64(p, n, HASH_SEED); }
 
 static char *dup_str(bg_str s) {
     char *d = malloc((size_t)s.len + 1);
