@@ -1,147 +1,94 @@
-/* The first engine: static limits, envelopes and the correlation rule.
+/* The engine of one task: identities, buckets and the signals they raise.
  *
- * Per identity it keeps
- *   - the current event-time bucket (policy bucket_ms wide): api calls,
- *     tokens, cost, secret issuances, tool calls;
- *   - the current clock hour: cost and secret issuances;
- *   - the set of destinations it has used (exact, hashed, capped);
- *   - the secrets issued and the novel destinations first used within the
- *     correlation window (small rings);
- *   - its burst: class, action, start, escalation count, contributing offsets.
+ * Per event: find (or create) the identity, close the buckets the event
+ * moves past, add the event to the current bucket and hour, update the
+ * first-seen sets, then check the signals, strongest first:
+ *   correlation  a new secret and a destination never used before, within the
+ *                correlation window (correlate.c): ANOMALOUS + revocations.
+ *                Amplified by a tool call that uses the new secret against the
+ *                new destination, an unusual tool chain, a volume burst.
+ *   limits       the bucket or hour beyond a class limit: UNEXPECTED, or
+ *                PLANNED when an envelope covering the identity raises the
+ *                limit far enough; inside an envelope, exceeding its own
+ *                limits or reaching a destination outside its
+ *                allowed_destinations is UNEXPECTED.
+ *   sprawl       more SERVICE_IDENTITY / OAUTH_GRANT issuances in an hour than
+ *                the class allows: UNEXPECTED.
+ *   ttl          a secret issued with a TTL beyond the class maximum: UNEXPECTED.
+ * The burst state machine (burst.c) turns signals into verdicts.
  *
- * Signals, per event:
- *   limit      the bucket or hour exceeds a limit of the identity's class
- *              -> UNEXPECTED, unless an envelope covering the identity at that
- *              event time raises the limit far enough -> PLANNED. Inside an
- *              envelope, exceeding the envelope's own limits or reaching a
- *              destination outside allowed_destinations is UNEXPECTED.
- *   correlate  a secret issued to the identity and a destination it has never
- *              used, both within correlation_window_ms of each other (either
- *              order) -> ANOMALOUS, with one revocation command per such secret.
- *              Destinations used during the identity's first learning_period_ms
- *              are its baseline, not novelty, so a new identity does not look
- *              compromised. A secret against known destinations (rotation) or a
- *              new destination with no new secret is not ANOMALOUS.
- *
- * Burst state machine: NORMAL -> ONSET -> ESCALATED* -> ENDED. A burst starts
- * with the first signal (one ONSET verdict), escalates only when its class or
- * action gets worse, and ends after quiet_buckets closed buckets without a
- * limit signal (one ENDED verdict). Verdict ids hash (identity, burst start,
- * phase, escalation number); command ids hash (verdict id, target), so a replay
- * yields the same ids. */
-#include "engine.h"
-
+ * Destinations, scopes and tool bigrams used during an identity's first
+ * learning_period_ms are its baseline: novelty counts only after that, so a
+ * new identity does not look compromised. */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <xxhash.h>
-
+#include "engine_int.h"
 #include "hash.h"
 
-#define RING 16u               /* recent secrets / novel destinations kept per identity */
-#define DEST_SET_MAX 4096u     /* destinations learned per identity; beyond, new ones count as known */
+_Static_assert(sizeof(bg_ident) <= 248, "bg_ident grew beyond its stated 248 bytes");
+
 #define HOUR_MS 3600000
-#define HASH_SEED BG_SEED_IDENTITY
-
-typedef struct recent_secret {
-    uint64_t hash;
-    char *id;
-    int64_t t;
-    bool revoked; /* a command was already issued for it */
-    int64_t offset;
-} recent_secret;
-
-typedef struct recent_dest {
-    char *dest;
-    int64_t t;
-    bool reported; /* already listed in an ANOMALOUS verdict */
-} recent_dest;
-
-typedef struct counters {
-    int64_t api_calls, tokens, cost, secrets, toolcalls;
-} counters;
-
-typedef struct src_range {
-    int64_t first, last; /* -1 when none */
-} src_range;
-
-typedef struct ident {
-    uint64_t hash;
-    char *identity;
-    char *owner; /* first non-null owner seen */
-    int64_t first_seen;
-    int64_t bucket_start; /* current bucket */
-    counters bucket;
-    bool bucket_hot; /* a limit signal fired in the current bucket */
-    int64_t hour_start;
-    int64_t hour_cost, hour_secrets;
-    /* envelope usage, while under one */
-    uint64_t env_hash;
-    int64_t env_cost, env_new_secrets, env_new_dests;
-    /* destinations used: open addressing set of hashes (0 = empty) */
-    uint64_t *dests;
-    uint32_t n_dests, cap_dests;
-    recent_secret secrets[RING];
-    uint32_t n_secrets_ring, secrets_head;
-    recent_dest ndests[RING];
-    uint32_t n_ndests_ring, ndests_head;
-    /* burst */
-    bool in_burst;
-    bg_class cls;
-    bg_action action;
-    int64_t burst_start, burst_last_hot; /* event time */
-    uint32_t quiet; /* closed quiet buckets */
-    uint32_t escalations;
-    char verdict_id[BG_ID_LEN]; /* latest verdict of the burst (revocations refer to it) */
-    char *envelope_id;
-    const bg_class_policy *klass; /* class at burst start */
-    src_range src[BG_EV_KIND_COUNT];
-    bg_reason last_reasons[BG_MAX_REASONS];
-    uint32_t n_last_reasons;
-    struct ident *next_active, *prev_active;
-} ident;
-
-struct bg_engine {
-    const bg_policy *policy;
-    int32_t partition;
-    ident **slots; /* open addressing by hash */
-    size_t cap, count;
-    ident *active; /* identities in a burst */
-    bg_engine_stats st;
-};
-
-/* ---- helpers ---------------------------------------------------------- */
-
-static uint64_t hash_bytes(const void *p, size_t n) { return bg_hash64(p, n, HASH_SEED); }
-
-static char *dup_str(bg_str s) {
-    char *d = malloc((size_t)s.len + 1);
-    if (!d)
-        return NULL;
-    if (s.len)
-        memcpy(d, s.ptr, s.len);
-    d[s.len] = '\0';
-    return d;
-}
 
 static int64_t floor_div(int64_t a, int64_t b) {
     int64_t q = a / b;
     return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
-static int class_rank(bg_class c) { return (int)c; }
-static int action_rank(bg_action a) { return (int)a; }
+static uint32_t add_sat32(uint32_t a, int64_t v) {
+    if (v <= 0)
+        return a;
+    uint64_t s = (uint64_t)a + (uint64_t)v;
+    return s > UINT32_MAX ? UINT32_MAX : (uint32_t)s;
+}
 
-/* ---- identity table ----------------------------------------------------- */
+static uint16_t inc_sat16(uint16_t a) { return a == UINT16_MAX ? a : (uint16_t)(a + 1); }
+
+static bool str_is(bg_str s, const char *c) {
+    size_t n = strlen(c);
+    return s.ptr && s.len == n && !memcmp(s.ptr, c, n);
+}
+
+/* ---- owners, interned ------------------------------------------------------ */
+
+const char *bg_engine_owner(const bg_engine *e, const bg_ident *id) {
+    return id->owner ? e->owners[id->owner - 1] : NULL;
+}
+
+static bg_err owner_intern(bg_engine *e, bg_str owner, uint32_t *out) {
+    for (uint32_t i = 0; i < e->n_owners; i++)
+        if (str_is(owner, e->owners[i])) {
+            *out = i + 1;
+            return BG_OK;
+        }
+    if (e->n_owners == e->cap_owners) {
+        uint32_t nc = e->cap_owners ? e->cap_owners * 2 : 16;
+        char **no = realloc(e->owners, nc * sizeof *no);
+        if (!no)
+            return BG_ERR_NOMEM;
+        e->owners = no;
+        e->cap_owners = nc;
+    }
+    char *d = malloc((size_t)owner.len + 1);
+    if (!d)
+        return BG_ERR_NOMEM;
+    memcpy(d, owner.ptr, owner.len);
+    d[owner.len] = 0;
+    e->owners[e->n_owners++] = d;
+    *out = e->n_owners;
+    return BG_OK;
+}
+
+/* ---- identity table ------------------------------------------------------- */
 
 static bg_err table_grow(bg_engine *e) {
     size_t ncap = e->cap ? e->cap * 2 : 1024;
-    ident **ns = calloc(ncap, sizeof *ns);
+    bg_ident **ns = calloc(ncap, sizeof *ns);
     if (!ns)
         return BG_ERR_NOMEM;
     for (size_t i = 0; i < e->cap; i++) {
-        ident *id = e->slots[i];
+        bg_ident *id = e->slots[i];
         if (!id)
             continue;
         size_t j = (size_t)id->hash & (ncap - 1);
@@ -155,37 +102,44 @@ static bg_err table_grow(bg_engine *e) {
     return BG_OK;
 }
 
-static bg_err ident_get(bg_engine *e, bg_str identity, int64_t t, ident **out) {
-    uint64_t h = hash_bytes(identity.ptr, identity.len);
+static void src_reset(bg_ident *id) {
+    for (int k = 0; k < 3; k++) {
+        id->src_first[k] = -1;
+        id->src_span[k] = 0;
+    }
+}
+
+static bg_err ident_get(bg_engine *e, bg_str identity, int64_t t, bg_ident **out) {
+    uint64_t h = bg_hash64(identity.ptr, identity.len, BG_SEED_IDENTITY);
     if (e->cap) {
         size_t j = (size_t)h & (e->cap - 1);
-        for (ident *id; (id = e->slots[j]) != NULL; j = (j + 1) & (e->cap - 1)) {
-            if (id->hash == h && strlen(id->identity) == identity.len &&
-                memcmp(id->identity, identity.ptr, identity.len) == 0) {
+        for (bg_ident *id; (id = e->slots[j]) != NULL; j = (j + 1) & (e->cap - 1))
+            if (id->hash == h && !strncmp(id->identity, identity.ptr, identity.len) &&
+                id->identity[identity.len] == 0) {
                 *out = id;
                 return BG_OK;
             }
-        }
     }
     if ((e->count + 1) * 10 > e->cap * 7) {
         bg_err err = table_grow(e);
         if (err)
             return err;
     }
-    ident *id = calloc(1, sizeof *id);
+    bg_ident *id = calloc(1, sizeof *id);
     if (!id)
         return BG_ERR_NOMEM;
-    id->identity = dup_str(identity);
+    id->identity = malloc((size_t)identity.len + 1);
     if (!id->identity) {
         free(id);
         return BG_ERR_NOMEM;
     }
+    memcpy(id->identity, identity.ptr, identity.len);
+    id->identity[identity.len] = 0;
     id->hash = h;
-    id->first_seen = t;
+    int64_t min = floor_div(t, 60000);
+    id->first_seen_min = min < 0 ? 0 : min > UINT32_MAX ? UINT32_MAX : (uint32_t)min;
     id->bucket_start = floor_div(t, e->policy->bucket_ms) * e->policy->bucket_ms;
-    id->hour_start = floor_div(t, HOUR_MS) * HOUR_MS;
-    for (int k = 0; k < BG_EV_KIND_COUNT; k++)
-        id->src[k].first = id->src[k].last = -1;
+    src_reset(id);
     size_t j = (size_t)h & (e->cap - 1);
     while (e->slots[j])
         j = (j + 1) & (e->cap - 1);
@@ -195,494 +149,78 @@ static bg_err ident_get(bg_engine *e, bg_str identity, int64_t t, ident **out) {
     return BG_OK;
 }
 
-static void ident_free(ident *id) {
+static void ident_free(bg_engine *e, bg_ident *id) {
+    bg_burst_free(e, id);
+    bg_corr_free(id);
+    bg_novel_free(&id->seen);
     free(id->identity);
-    free(id->owner);
-    free(id->dests);
-    for (uint32_t i = 0; i < RING; i++) {
-        free(id->secrets[i].id);
-        free(id->ndests[i].dest);
-    }
-    free(id->envelope_id);
     free(id);
 }
 
-/* ---- destination set ------------------------------------------------------ */
-
-/* Returns true when h was not in the set (and inserts it while there is room). */
-static bool dest_insert(bg_engine *e, ident *id, uint64_t h, bool *full) {
-    *full = false;
-    if (id->cap_dests) {
-        uint32_t j = (uint32_t)h & (id->cap_dests - 1);
-        for (; id->dests[j]; j = (j + 1) & (id->cap_dests - 1))
-            if (id->dests[j] == h)
-                return false;
-    }
-    if (id->n_dests >= DEST_SET_MAX) {
-        *full = true;
-        e->st.dest_set_full++;
-        return false;
-    }
-    if ((id->n_dests + 1) * 4 > id->cap_dests * 3) {
-        uint32_t ncap = id->cap_dests ? id->cap_dests * 2 : 8;
-        uint64_t *nd = calloc(ncap, sizeof *nd);
-        if (!nd) {
-            *full = true;
-            return false;
-        }
-        for (uint32_t i = 0; i < id->cap_dests; i++) {
-            uint64_t v = id->dests[i];
-            if (!v)
-                continue;
-            uint32_t j = (uint32_t)v & (ncap - 1);
-            while (nd[j])
-                j = (j + 1) & (ncap - 1);
-            nd[j] = v;
-        }
-        free(id->dests);
-        id->dests = nd;
-        id->cap_dests = ncap;
-    }
-    uint32_t j = (uint32_t)h & (id->cap_dests - 1);
-    while (id->dests[j])
-        j = (j + 1) & (id->cap_dests - 1);
-    id->dests[j] = h;
-    id->n_dests++;
-    return true;
+static bool learned(const bg_engine *e, const bg_ident *id, int64_t t) {
+    return t - (int64_t)id->first_seen_min * 60000 >= e->policy->learning_period_ms;
 }
 
-/* ---- bucket bookkeeping ------------------------------------------------------ */
+/* ---- buckets ------------------------------------------------------------------ */
 
-static void src_reset(ident *id) {
-    for (int k = 0; k < BG_EV_KIND_COUNT; k++)
-        id->src[k].first = id->src[k].last = -1;
-}
-
-static void src_add(ident *id, bg_event_kind kind, int64_t offset) {
-    src_range *r = &id->src[kind];
-    if (offset < 0)
-        return;
-    if (r->first < 0 || offset < r->first)
-        r->first = offset;
-    if (offset > r->last)
-        r->last = offset;
-}
-
-static void active_link(bg_engine *e, ident *id) {
-    id->prev_active = NULL;
-    id->next_active = e->active;
-    if (e->active)
-        e->active->prev_active = id;
-    e->active = id;
-}
-
-static void active_unlink(bg_engine *e, ident *id) {
-    if (id->prev_active)
-        id->prev_active->next_active = id->next_active;
-    else
-        e->active = id->next_active;
-    if (id->next_active)
-        id->next_active->prev_active = id->prev_active;
-    id->next_active = id->prev_active = NULL;
-}
-
-/* ---- verdicts ---------------------------------------------------------------- */
-
-static void make_id(char out[BG_ID_LEN], const char *a, size_t alen, int64_t n1, uint32_t n2,
-                    const char *tag) {
-    /* a \0 n1 n2 tag, hashed in one shot; a is an identity or id (<= BG_MAX_STRING) */
-    unsigned char buf[BG_MAX_STRING + 1 + sizeof n1 + sizeof n2 + BG_MAX_STRING];
-    size_t tlen = strlen(tag);
-    if (alen > BG_MAX_STRING)
-        alen = BG_MAX_STRING;
-    if (tlen > BG_MAX_STRING)
-        tlen = BG_MAX_STRING;
-    size_t n = 0;
-    memcpy(buf, a, alen);
-    n += alen;
-    buf[n++] = 0;
-    memcpy(buf + n, &n1, sizeof n1);
-    n += sizeof n1;
-    memcpy(buf + n, &n2, sizeof n2);
-    n += sizeof n2;
-    memcpy(buf + n, tag, tlen);
-    n += tlen;
-    XXH128_hash_t h = XXH3_128bits_withSeed(buf, n, HASH_SEED);
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        uint64_t w = i < 8 ? h.high64 : h.low64;
-        int sh = (7 - (i % 8)) * 8;
-        uint8_t b = (uint8_t)(w >> sh);
-        out[2 * i] = hex[b >> 4];
-        out[2 * i + 1] = hex[b & 15];
-    }
-    out[32] = '\0';
-}
-
-static int severity_for(bg_class c, const bg_reason *r, uint32_t n) {
-    double worst = 1.0;
-    for (uint32_t i = 0; i < n; i++)
-        if (r[i].score > worst)
-            worst = r[i].score;
-    switch (c) {
-    case BG_CLASS_PLANNED:
-        return 10;
-    case BG_CLASS_UNEXPECTED: {
-        /* 40 at the limit, up to 70 at 4x the limit */
-        double s = 40.0 + (worst - 1.0) * 10.0;
-        return (int)(s > 70.0 ? 70.0 : s);
-    }
-    case BG_CLASS_ANOMALOUS:
-    default:
-        return 90;
-    }
-}
-
-static bool add_route(bg_outputs *out, bg_verdict *v, const char *route, const char *owner) {
-    char buf[256];
-    const char *r = route;
-    if (strcmp(route, "app:{owner}") == 0) {
-        if (!owner)
-            return true;
-        size_t n = strlen(owner);
-        if (n > sizeof buf - 5)
-            n = sizeof buf - 5;
-        memcpy(buf, "app:", 4);
-        memcpy(buf + 4, owner, n);
-        buf[4 + n] = '\0';
-        r = buf;
-    }
-    for (uint32_t i = 0; i < v->n_review_routes; i++)
-        if (strcmp(v->review_routes[i], r) == 0)
-            return true;
-    if (v->n_review_routes >= BG_MAX_LIST)
-        return true;
-    const char *d = bg_outputs_strdup(out, r, strlen(r));
-    if (!d)
-        return false;
-    v->review_routes[v->n_review_routes++] = d;
-    return true;
-}
-
-/* Emit a verdict for the identity's burst in its current state. */
-static bg_err emit_verdict(bg_engine *e, ident *id, bg_phase phase, int64_t decided_at,
-                           int64_t window_end, const char *const *new_secrets, uint32_t n_ns,
-                           const char *const *new_dests, uint32_t n_nd, bg_outputs *out) {
-    bg_verdict *v = bg_outputs_add_verdict(out);
-    if (!v)
-        return BG_ERR_NOMEM;
-    make_id(v->verdict_id, id->identity, strlen(id->identity), id->burst_start,
-            phase == BG_PHASE_ESCALATED ? id->escalations : 0, bg_phase_name(phase));
-    memcpy(id->verdict_id, v->verdict_id, BG_ID_LEN);
-    v->identity = bg_outputs_strdup(out, id->identity, strlen(id->identity));
-    v->owner = id->owner ? bg_outputs_strdup(out, id->owner, strlen(id->owner)) : NULL;
-    v->workload_class = bg_outputs_strdup(out, id->klass->name, strlen(id->klass->name));
-    v->classification = id->cls;
-    v->phase = phase;
-    v->action = id->action;
-    v->window_start = id->burst_start;
-    v->window_end = window_end;
-    v->decided_at = decided_at;
-    v->n_reasons = id->n_last_reasons;
-    memcpy(v->reasons, id->last_reasons, sizeof v->reasons[0] * id->n_last_reasons);
-    v->severity = severity_for(id->cls, v->reasons, v->n_reasons);
-    if (phase == BG_PHASE_ENDED && v->severity > 0)
-        v->severity = v->severity / 2;
-    v->envelope_id =
-        id->envelope_id ? bg_outputs_strdup(out, id->envelope_id, strlen(id->envelope_id)) : NULL;
-    for (uint32_t i = 0; i < n_ns && v->n_new_secret_ids < BG_MAX_LIST; i++)
-        v->new_secret_ids[v->n_new_secret_ids++] =
-            bg_outputs_strdup(out, new_secrets[i], strlen(new_secrets[i]));
-    for (uint32_t i = 0; i < n_nd && v->n_new_destinations < BG_MAX_LIST; i++)
-        v->new_destinations[v->n_new_destinations++] =
-            bg_outputs_strdup(out, new_dests[i], strlen(new_dests[i]));
-    if (id->cls != BG_CLASS_PLANNED) {
-        if (id->cls == BG_CLASS_ANOMALOUS) {
-            if (!add_route(out, v, "security", NULL) || !add_route(out, v, "app:{owner}", id->owner))
-                return BG_ERR_NOMEM;
-        }
-        for (uint32_t i = 0; i < id->klass->n_review_routes; i++)
-            if (!add_route(out, v, id->klass->review_routes[i], id->owner))
-                return BG_ERR_NOMEM;
-    }
-    v->policy_version = e->policy->version;
-    for (int k = 0; k < BG_EV_KIND_COUNT; k++) {
-        if (id->src[k].first < 0)
-            continue;
-        bg_source_range *s = &v->source[v->n_source++];
-        s->topic = (bg_event_kind)k;
-        s->partition = e->partition;
-        s->first_offset = id->src[k].first;
-        s->last_offset = id->src[k].last;
-    }
-    if (!v->identity || !v->workload_class)
-        return BG_ERR_NOMEM;
-    e->st.verdicts++;
-    return BG_OK;
-}
-
-static bg_err emit_revocation(bg_engine *e, ident *id, const char *secret_id, int64_t t,
-                              bg_outputs *out) {
-    bg_revocation *r = bg_outputs_add_revocation(out);
-    if (!r)
-        return BG_ERR_NOMEM;
-    memcpy(r->verdict_id, id->verdict_id, BG_ID_LEN);
-    make_id(r->command_id, id->verdict_id, strlen(id->verdict_id), 0, 0, secret_id);
-    r->identity = bg_outputs_strdup(out, id->identity, strlen(id->identity));
-    r->target = BG_TARGET_SECRET;
-    r->secret_id = bg_outputs_strdup(out, secret_id, strlen(secret_id));
-    r->reason = "new secret correlated with a new destination";
-    r->issued_at = t;
-    r->dry_run = !id->klass->enforce;
-    if (!r->identity || !r->secret_id)
-        return BG_ERR_NOMEM;
-    e->st.revocations++;
-    return BG_OK;
-}
-
-/* Close buckets up to (not including) the one that holds t. */
-static bg_err roll_to(bg_engine *e, ident *id, int64_t t, bg_outputs *out) {
+/* Close the buckets before the one holding t. */
+static bg_err roll_to(bg_engine *e, bg_ident *id, int64_t t, bg_outputs *out) {
     const bg_policy *p = e->policy;
     int64_t b = floor_div(t, p->bucket_ms) * p->bucket_ms;
     if (b <= id->bucket_start)
         return BG_OK;
-    /* buckets closing: the current one plus any empty ones in between */
     int64_t closed = (b - id->bucket_start) / p->bucket_ms;
-    if (id->in_burst) {
-        uint32_t quiet_add;
-        if (id->bucket_hot)
-            quiet_add = (uint32_t)(closed - 1 > UINT32_MAX ? UINT32_MAX : closed - 1);
-        else
-            quiet_add = (uint32_t)(closed > UINT32_MAX ? UINT32_MAX : closed);
-        if (id->bucket_hot)
-            id->quiet = 0;
-        id->quiet = quiet_add > UINT32_MAX - id->quiet ? UINT32_MAX : id->quiet + quiet_add;
-        if (id->quiet >= p->quiet_buckets) {
-            int64_t end = id->burst_last_hot;
+    if (id->burst) {
+        bg_burst *bu = id->burst;
+        /* the current bucket, then the empty ones up to t */
+        int64_t quiet = id->b_hot ? closed - 1 : (int64_t)bu->quiet + closed;
+        bu->quiet = quiet > UINT32_MAX ? UINT32_MAX : (uint32_t)quiet;
+        if (bu->quiet >= p->quiet_buckets) {
             int64_t decided = id->bucket_start + p->bucket_ms * (int64_t)p->quiet_buckets;
-            if (decided < end)
-                decided = end;
-            bg_err err = emit_verdict(e, id, BG_PHASE_ENDED, decided, end, NULL, 0, NULL, 0, out);
+            bg_err err = bg_burst_end(e, id, decided, out);
             if (err)
                 return err;
-            id->in_burst = false;
-            free(id->envelope_id);
-            id->envelope_id = NULL;
-            active_unlink(e, id);
         }
     }
-    memset(&id->bucket, 0, sizeof id->bucket);
-    id->bucket_hot = false;
+    id->buckets = closed > UINT16_MAX - id->buckets ? UINT16_MAX : (uint16_t)(id->buckets + closed);
+    if (floor_div(b, HOUR_MS) != floor_div(id->bucket_start, HOUR_MS)) {
+        id->h_cost = 0;
+        id->h_secrets = id->h_grants = 0;
+    }
+    id->b_calls = id->b_actions = id->b_tokens = id->b_cost = 0;
+    id->b_secrets = id->b_tools = id->b_new_dests = 0;
+    id->b_hot = 0;
     id->bucket_start = b;
-    if (!id->in_burst)
-        src_reset(id);
-    int64_t h = floor_div(t, HOUR_MS) * HOUR_MS;
-    if (h > id->hour_start) {
-        id->hour_start = h;
-        id->hour_cost = id->hour_secrets = 0;
-    }
+    src_reset(id);
     return BG_OK;
 }
 
-static void add_reason(bg_reason *r, uint32_t *n, const char *code, const char *det,
-                       double observed, double threshold) {
-    if (*n >= BG_MAX_REASONS)
+static void src_note(bg_ident *id, bg_event_kind kind, int64_t offset) {
+    if (offset < 0 || (unsigned)kind >= 3)
         return;
-    bg_reason *x = &r[(*n)++];
-    x->code = code;
-    x->detector = det;
-    x->observed = observed;
-    x->baseline = 0.0;
-    x->threshold = threshold;
-    x->score = threshold > 0 ? observed / threshold : observed;
-}
-
-static bool over(int64_t v, int64_t limit) { return limit >= 0 && v > limit; }
-
-static bool dest_allowed(const bg_envelope *env, bg_str d) {
-    if (!env->n_allowed_destinations || !d.ptr)
-        return true;
-    for (uint32_t i = 0; i < env->n_allowed_destinations; i++)
-        if (strlen(env->allowed_destinations[i]) == d.len &&
-            memcmp(env->allowed_destinations[i], d.ptr, d.len) == 0)
-            return true;
-    return false;
-}
-
-/* Raise the burst to (cls, action), emitting ONSET or ESCALATED as needed. */
-static bg_err raise_burst(bg_engine *e, ident *id, const bg_class_policy *klass, bg_class cls,
-                          bg_action action, const bg_envelope *env, const bg_reason *reasons,
-                          uint32_t n_reasons, int64_t t, const char *const *ns, uint32_t n_ns,
-                          const char *const *nd, uint32_t n_nd, bg_outputs *out) {
-    bg_phase phase;
-    if (!id->in_burst) {
-        id->in_burst = true;
-        id->cls = cls;
-        id->action = action;
-        id->burst_start = t;
-        id->escalations = 0;
-        id->quiet = 0;
-        id->klass = klass;
-        free(id->envelope_id);
-        id->envelope_id = NULL;
-        if (env) {
-            id->envelope_id = strdup(env->envelope_id);
-            if (!id->envelope_id)
-                return BG_ERR_NOMEM;
-        }
-        active_link(e, id);
-        e->st.bursts++;
-        phase = BG_PHASE_ONSET;
-    } else if (class_rank(cls) > class_rank(id->cls) ||
-               (cls == id->cls && action_rank(action) > action_rank(id->action))) {
-        id->cls = cls;
-        id->action = action;
-        id->escalations++;
-        phase = BG_PHASE_ESCALATED;
+    if (id->src_first[kind] < 0 || offset < id->src_first[kind]) {
+        id->src_first[kind] = offset;
     } else {
-        return BG_OK;
+        int64_t span = offset - id->src_first[kind];
+        if (span > (int64_t)id->src_span[kind])
+            id->src_span[kind] = span > UINT32_MAX ? UINT32_MAX : (uint32_t)span;
     }
-    id->n_last_reasons = n_reasons;
-    memcpy(id->last_reasons, reasons, sizeof *reasons * n_reasons);
-    return emit_verdict(e, id, phase, t, t, ns, n_ns, nd, n_nd, out);
+    bg_burst_src_add(id, kind, offset);
 }
 
-/* ---- correlation ------------------------------------------------------------ */
-
-static bool in_window(int64_t a, int64_t b, int64_t w) {
-    int64_t d = a > b ? a - b : b - a;
-    return d <= w;
+/* Fan-out: consecutive events under one trace_id count as one action. */
+static void count_action(bg_ident *id, bg_str trace) {
+    if (trace.ptr && trace.len) {
+        uint32_t f = (uint32_t)(bg_hash64(trace.ptr, trace.len, BG_SEED_SKETCH) >> 32) | 1u;
+        if (id->traces[0] == f || id->traces[1] == f)
+            return;
+        id->traces[1] = id->traces[0];
+        id->traces[0] = f;
+    }
+    id->b_actions = add_sat32(id->b_actions, 1);
 }
 
-/* After a novel destination or a new secret: pair every unrevoked secret with
- * every novel destination within the window of each other. */
-static bg_err correlate(bg_engine *e, ident *id, const bg_class_policy *klass,
-                        const bg_envelope *env, int64_t t, bg_outputs *out) {
-    const int64_t w = e->policy->correlation_window_ms;
-    const char *ns[RING], *nd[RING];
-    recent_secret *sec[RING];
-    uint32_t n_ns = 0, n_nd = 0;
-    for (uint32_t i = 0; i < id->n_secrets_ring; i++) {
-        recent_secret *s = &id->secrets[i];
-        if (s->revoked)
-            continue;
-        bool paired = false;
-        for (uint32_t j = 0; j < id->n_ndests_ring; j++)
-            if (in_window(s->t, id->ndests[j].t, w))
-                paired = true;
-        if (paired) {
-            sec[n_ns] = s;
-            ns[n_ns++] = s->id;
-        }
-    }
-    if (!n_ns)
-        return BG_OK;
-    for (uint32_t j = 0; j < id->n_ndests_ring; j++) {
-        recent_dest *d = &id->ndests[j];
-        for (uint32_t i = 0; i < n_ns; i++)
-            if (in_window(sec[i]->t, d->t, w)) {
-                nd[n_nd++] = d->dest;
-                d->reported = true;
-                break;
-            }
-    }
-    bg_reason r[BG_MAX_REASONS];
-    uint32_t nr = 0;
-    add_reason(r, &nr, "new_secret_new_destination", "correlation", (double)n_ns,
-               (double)w / 60000.0);
-    r[0].score = 1.0;
-    r[0].baseline = (double)id->n_dests;
-    for (uint32_t i = 0; i < id->n_last_reasons && id->in_burst && nr < BG_MAX_REASONS; i++)
-        if (strcmp(id->last_reasons[i].detector, "correlation") != 0)
-            r[nr++] = id->last_reasons[i];
-    for (uint32_t i = 0; i < n_ns; i++)
-        src_add(id, BG_EV_SECRET, sec[i]->offset);
-    bg_err err = raise_burst(e, id, klass, BG_CLASS_ANOMALOUS, BG_ACT_REVOKE, env, r, nr, t, ns,
-                             n_ns, nd, n_nd, out);
-    if (err)
-        return err;
-    /* secrets correlated later in an ANOMALOUS burst refer to its latest verdict */
-    for (uint32_t i = 0; i < n_ns; i++) {
-        err = emit_revocation(e, id, sec[i]->id, t, out);
-        if (err)
-            return err;
-        sec[i]->revoked = true;
-    }
-    return BG_OK;
-}
-
-static bg_err remember_secret(ident *id, bg_str secret_id, int64_t t, int64_t offset) {
-    uint64_t h = hash_bytes(secret_id.ptr, secret_id.len);
-    for (uint32_t i = 0; i < id->n_secrets_ring; i++)
-        if (id->secrets[i].hash == h)
-            return BG_OK; /* a re-delivered issuance */
-    recent_secret *s;
-    if (id->n_secrets_ring < RING) {
-        s = &id->secrets[id->n_secrets_ring++];
-    } else {
-        /* replace the oldest */
-        s = &id->secrets[0];
-        for (uint32_t i = 1; i < RING; i++)
-            if (id->secrets[i].t < s->t)
-                s = &id->secrets[i];
-        free(s->id);
-    }
-    s->id = dup_str(secret_id);
-    if (!s->id) {
-        memset(s, 0, sizeof *s);
-        return BG_ERR_NOMEM;
-    }
-    s->hash = h;
-    s->t = t;
-    s->revoked = false;
-    s->offset = offset;
-    return BG_OK;
-}
-
-static bg_err remember_novel_dest(ident *id, bg_str dest, int64_t t) {
-    recent_dest *d;
-    if (id->n_ndests_ring < RING) {
-        d = &id->ndests[id->n_ndests_ring++];
-    } else {
-        d = &id->ndests[0];
-        for (uint32_t i = 1; i < RING; i++)
-            if (id->ndests[i].t < d->t)
-                d = &id->ndests[i];
-        free(d->dest);
-    }
-    d->dest = dup_str(dest);
-    if (!d->dest) {
-        memset(d, 0, sizeof *d);
-        return BG_ERR_NOMEM;
-    }
-    d->t = t;
-    d->reported = false;
-    return BG_OK;
-}
-
-/* Drop ring entries too old to pair with anything at time t. */
-static void prune_rings(ident *id, int64_t t, int64_t w) {
-    for (uint32_t i = 0; i < id->n_secrets_ring;) {
-        if (t - id->secrets[i].t > w) {
-            free(id->secrets[i].id);
-            id->secrets[i] = id->secrets[--id->n_secrets_ring];
-            memset(&id->secrets[id->n_secrets_ring], 0, sizeof id->secrets[0]);
-        } else {
-            i++;
-        }
-    }
-    for (uint32_t i = 0; i < id->n_ndests_ring;) {
-        if (t - id->ndests[i].t > w) {
-            free(id->ndests[i].dest);
-            id->ndests[i] = id->ndests[--id->n_ndests_ring];
-            memset(&id->ndests[id->n_ndests_ring], 0, sizeof id->ndests[0]);
-        } else {
-            i++;
-        }
-    }
-}
-
-/* ---- observe ------------------------------------------------------------------ */
+/* ---- engine --------------------------------------------------------------------- */
 
 bg_err bg_engine_new(const bg_policy *policy, int32_t partition, bg_engine **out) {
     if (!policy || !out || policy->n_classes == 0 || policy->bucket_ms <= 0)
@@ -703,7 +241,10 @@ void bg_engine_free(bg_engine *e) {
         return;
     for (size_t i = 0; i < e->cap; i++)
         if (e->slots[i])
-            ident_free(e->slots[i]);
+            ident_free(e, e->slots[i]);
+    for (uint32_t i = 0; i < e->n_owners; i++)
+        free(e->owners[i]);
+    free(e->owners);
     free(e->slots);
     free(e);
 }
@@ -713,180 +254,251 @@ void bg_engine_stats_get(const bg_engine *e, bg_engine_stats *st) {
     st->identities = e->count;
 }
 
+size_t bg_engine_state_bytes(const bg_engine *e) {
+    size_t n = e->cap * sizeof *e->slots;
+    for (size_t i = 0; i < e->cap; i++) {
+        const bg_ident *id = e->slots[i];
+        if (!id)
+            continue;
+        n += sizeof *id + strlen(id->identity) + 1 + bg_novel_heap_bytes(&id->seen);
+        if (id->recent)
+            n += sizeof *id->recent;
+        if (id->burst)
+            n += sizeof *id->burst;
+    }
+    return n;
+}
+
+static bool over(int64_t v, int64_t limit) { return limit >= 0 && v > limit; }
+
+static bool dest_allowed(const bg_envelope *env, bg_str d) {
+    if (!env->n_allowed_destinations || !d.ptr)
+        return true;
+    for (uint32_t i = 0; i < env->n_allowed_destinations; i++)
+        if (str_is(d, env->allowed_destinations[i]))
+            return true;
+    return false;
+}
+
+/* Limits, sprawl and TTL: the non-correlation signal of this event, if any,
+ * into *s (its reasons in r). *volume: the bucket is beyond a class limit. */
+static bool limit_signal(bg_ident *id, const bg_event *ev, const bg_class_policy *k,
+                         const bg_envelope *env, bg_str dest, bg_reason r[BG_MAX_REASONS],
+                         bg_signal *s, bool *volume) {
+    uint32_t nr = 0;
+    const int64_t calls = id->b_calls, tok = id->b_tokens;
+    const int64_t hcost = (int64_t)(id->h_cost > INT64_MAX ? INT64_MAX : id->h_cost);
+    bool class_over = over(calls, k->max_api_calls_per_min) || over(tok, k->max_tokens_per_min) ||
+                      over(hcost, k->max_cost_micros_per_hour) ||
+                      over(id->h_secrets, k->max_secrets_per_hour);
+    *volume = class_over;
+    bg_class cls = BG_CLASS_UNEXPECTED;
+    const char *det = env ? "envelope" : "static_limit";
+    if (class_over) {
+        int64_t lc = k->max_api_calls_per_min, lt = k->max_tokens_per_min;
+        if (env && env->max_api_calls_per_min >= 0)
+            lc = env->max_api_calls_per_min;
+        if (env && env->max_tokens_per_min >= 0)
+            lt = env->max_tokens_per_min;
+        if (over(calls, lc))
+            bg_reason_add(r, &nr, "api_calls_per_min", det, (double)calls, 0, (double)lc,
+                          (double)calls / (double)(lc ? lc : 1));
+        if (over(tok, lt))
+            bg_reason_add(r, &nr, "tokens_per_min", det, (double)tok, 0, (double)lt,
+                          (double)tok / (double)(lt ? lt : 1));
+        if (over(hcost, k->max_cost_micros_per_hour) && (!env || over(id->env_cost, env->max_cost_micros)))
+            bg_reason_add(r, &nr, "cost_micros_per_hour", det, (double)hcost, 0,
+                          (double)k->max_cost_micros_per_hour,
+                          (double)hcost / (double)(k->max_cost_micros_per_hour ? k->max_cost_micros_per_hour : 1));
+        if (over(id->h_secrets, k->max_secrets_per_hour) &&
+            (!env || over(id->env_new_secrets, env->max_new_secrets)))
+            bg_reason_add(r, &nr, "secrets_per_hour", det, id->h_secrets, 0,
+                          (double)k->max_secrets_per_hour,
+                          (double)id->h_secrets / (double)(k->max_secrets_per_hour ? k->max_secrets_per_hour : 1));
+        if (env) {
+            if (over(id->env_new_dests, env->max_new_destinations))
+                bg_reason_add(r, &nr, "new_destinations", "envelope", id->env_new_dests, 0,
+                              (double)env->max_new_destinations, 1.0);
+            if (!dest_allowed(env, dest))
+                bg_reason_add(r, &nr, "destination_not_allowed", "envelope", 1, 0, 0, 1.0);
+        }
+        if (!nr && env) {
+            /* inside the envelope: record which class limits it lifted */
+            cls = BG_CLASS_PLANNED;
+            if (over(calls, k->max_api_calls_per_min))
+                bg_reason_add(r, &nr, "api_calls_per_min", "envelope", (double)calls, 0,
+                              (double)k->max_api_calls_per_min, 1.0);
+            if (over(tok, k->max_tokens_per_min))
+                bg_reason_add(r, &nr, "tokens_per_min", "envelope", (double)tok, 0,
+                              (double)k->max_tokens_per_min, 1.0);
+            if (over(hcost, k->max_cost_micros_per_hour))
+                bg_reason_add(r, &nr, "cost_micros_per_hour", "envelope", (double)hcost, 0,
+                              (double)k->max_cost_micros_per_hour, 1.0);
+            if (over(id->h_secrets, k->max_secrets_per_hour))
+                bg_reason_add(r, &nr, "secrets_per_hour", "envelope", id->h_secrets, 0,
+                              (double)k->max_secrets_per_hour, 1.0);
+        }
+    }
+    if (ev->kind == BG_EV_SECRET) {
+        if (over(id->h_grants, k->max_identity_grants_per_hour)) {
+            cls = BG_CLASS_UNEXPECTED;
+            bg_reason_add(r, &nr, "identity_sprawl", "static_limit", id->h_grants, 0,
+                          (double)k->max_identity_grants_per_hour,
+                          (double)id->h_grants / (double)(k->max_identity_grants_per_hour ? k->max_identity_grants_per_hour : 1));
+        }
+        if (over(ev->u.secret.ttl_seconds, k->max_secret_ttl_seconds)) {
+            cls = BG_CLASS_UNEXPECTED;
+            bg_reason_add(r, &nr, "secret_ttl_above_max", "static_limit",
+                          (double)ev->u.secret.ttl_seconds, 0, (double)k->max_secret_ttl_seconds,
+                          (double)ev->u.secret.ttl_seconds /
+                              (double)(k->max_secret_ttl_seconds ? k->max_secret_ttl_seconds : 1));
+        }
+    }
+    if (!nr)
+        return false;
+    *s = (bg_signal){.cls = cls,
+                     .action = cls == BG_CLASS_PLANNED ? BG_ACT_ALLOW : k->unexpected_action,
+                     .klass = k,
+                     .env = env,
+                     .reasons = r,
+                     .n_reasons = nr,
+                     .t = ev->event_time};
+    return true;
+}
+
 bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_outputs *out) {
     const bg_policy *p = e->policy;
     if (!ev->identity.ptr || ev->identity.len == 0 || (unsigned)ev->kind >= BG_EV_ENVELOPE)
         return BG_ERR_INVALID;
-    int64_t t = ev->event_time;
+    const int64_t t = ev->event_time;
     e->st.events++;
     if (t > e->st.stream_time) {
         e->st.stream_time = t;
         e->st.watermark = t - p->allowed_lateness_ms;
     }
-    ident *id;
+    bg_ident *id;
     bg_err err = ident_get(e, ev->identity, t, &id);
     if (err)
         return err;
-    if (!id->owner && ev->owner.ptr) {
-        id->owner = dup_str(ev->owner);
-        if (!id->owner)
-            return BG_ERR_NOMEM;
-    }
+    if (!id->owner && ev->owner.ptr && ev->owner.len && (err = owner_intern(e, ev->owner, &id->owner)))
+        return err;
     if (t < e->st.watermark)
         e->st.late_events++;
-    /* late events go to the current bucket; otherwise roll forward */
-    if (t >= id->bucket_start) {
-        err = roll_to(e, id, t, out);
-        if (err)
-            return err;
-    }
-    int64_t ta = t < id->bucket_start ? id->bucket_start : t; /* time as applied */
+    if (t >= id->bucket_start && (err = roll_to(e, id, t, out)))
+        return err; /* late events go to the current bucket */
 
-    const bg_class_policy *klass =
-        bg_policy_class_for(p, ev->identity, ev->owner, ev->workload_class);
-    bg_str owner = ev->owner.ptr ? ev->owner : (bg_str){id->owner, id->owner ? (uint32_t)strlen(id->owner) : 0};
-    const bg_envelope *env = bg_policy_envelope_for(p, ev->identity, klass->name, owner, t);
-    uint64_t env_hash = env ? hash_bytes(env->envelope_id, strlen(env->envelope_id)) : 0;
-    if (env_hash != id->env_hash) {
-        id->env_hash = env_hash;
-        id->env_cost = id->env_new_secrets = id->env_new_dests = 0;
+    const char *owner = bg_engine_owner(e, id);
+    bg_str own = ev->owner.ptr ? ev->owner : (bg_str){owner, owner ? (uint32_t)strlen(owner) : 0};
+    const bg_class_policy *k = bg_policy_class_for(p, ev->identity, own, ev->workload_class);
+    const bg_envelope *env = bg_policy_envelope_for(p, ev->identity, k->name, own, t);
+    uint32_t eh = env ? (uint32_t)bg_hash64(env->envelope_id, strlen(env->envelope_id), 0) | 1u : 0;
+    if (eh != id->env_hash) {
+        id->env_hash = eh;
+        id->env_cost = 0;
+        id->env_new_secrets = id->env_new_dests = 0;
     }
-
-    src_add(id, ev->kind, offset);
+    src_note(id, ev->kind, offset);
+    const int64_t w = p->correlation_window_ms;
+    const bool mature = learned(e, id, t);
+    bg_reason extra[4];
+    uint32_t n_extra = 0;
     bg_str dest = {NULL, 0};
-    bool new_secret = false;
+    bool new_secret = false, novel = false;
     switch (ev->kind) {
     case BG_EV_USAGE: {
         const bg_usage *u = &ev->u.usage;
-        id->bucket.api_calls += u->api_calls > 0 ? u->api_calls : 0;
-        int64_t tok = (u->tokens_in > 0 ? u->tokens_in : 0) + (u->tokens_out > 0 ? u->tokens_out : 0);
-        id->bucket.tokens += tok;
-        int64_t cost = u->cost_micros > 0 ? u->cost_micros : 0;
-        id->bucket.cost += cost;
-        id->hour_cost += cost;
-        if (env)
-            id->env_cost += cost;
+        id->b_calls = add_sat32(id->b_calls, u->api_calls);
+        id->b_tokens = add_sat32(id->b_tokens, u->tokens_in);
+        id->b_tokens = add_sat32(id->b_tokens, u->tokens_out);
+        id->b_cost = add_sat32(id->b_cost, u->cost_micros);
+        if (u->cost_micros > 0) {
+            id->h_cost += (uint64_t)u->cost_micros;
+            if (env)
+                id->env_cost += u->cost_micros;
+        }
+        count_action(id, ev->trace_id);
         dest = u->destination;
         break;
     }
-    case BG_EV_SECRET:
-        id->bucket.secrets++;
-        id->hour_secrets++;
-        new_secret = true;
+    case BG_EV_SECRET: {
+        const bg_secret *s = &ev->u.secret;
+        id->b_secrets = inc_sat16(id->b_secrets);
+        id->h_secrets = inc_sat16(id->h_secrets);
+        if (s->secret_kind == BG_SK_SERVICE_IDENTITY || s->secret_kind == BG_SK_OAUTH_GRANT)
+            id->h_grants = inc_sat16(id->h_grants);
         if (env)
-            id->env_new_secrets++;
+            id->env_new_secrets = inc_sat16(id->env_new_secrets);
+        for (uint32_t i = 0; i < s->n_scopes; i++) {
+            bool fresh;
+            if ((err = bg_novel_insert(&id->seen, bg_novel_hash(BG_NOVEL_SCOPE, s->scopes[i].ptr, s->scopes[i].len), &fresh)))
+                return err;
+            if (fresh && mature && n_extra < 4)
+                bg_reason_add(extra, &n_extra, "new_scope", "novelty", 1, 0, 0, 0.1);
+        }
+        if ((err = bg_corr_remember_secret(id, s->secret_id, t, offset)))
+            return err;
+        new_secret = true;
         break;
-    case BG_EV_TOOLCALL:
-        id->bucket.toolcalls++;
-        dest = ev->u.tool.destination;
+    }
+    case BG_EV_TOOLCALL: {
+        const bg_toolcall *tc = &ev->u.tool;
+        id->b_tools = inc_sat16(id->b_tools);
+        dest = tc->destination;
+        if (tc->parent_tool.ptr) {
+            char big[2 * BG_MAX_STRING + 4];
+            size_t n = 0;
+            memcpy(big, tc->parent_tool.ptr, tc->parent_tool.len);
+            n += tc->parent_tool.len;
+            memcpy(big + n, "->", 2);
+            n += 2;
+            memcpy(big + n, tc->tool.ptr, tc->tool.len);
+            n += tc->tool.len;
+            bool fresh;
+            if ((err = bg_novel_insert(&id->seen, bg_novel_hash(BG_NOVEL_TOOL_BIGRAM, big, n), &fresh)))
+                return err;
+            if (fresh && mature)
+                bg_reason_add(extra, &n_extra, "unusual_tool_chain", "novelty", 1, 0, 0, 0.1);
+        }
         break;
+    }
     default:
         break;
     }
-
-    /* novelty */
-    const int64_t w = p->correlation_window_ms;
-    prune_rings(id, ta, w);
-    bool novel = false;
     if (dest.ptr && dest.len) {
-        bool full;
-        bool inserted = dest_insert(e, id, hash_bytes(dest.ptr, dest.len), &full);
-        if (inserted && t - id->first_seen >= p->learning_period_ms) {
+        bool fresh;
+        if ((err = bg_novel_insert(&id->seen, bg_novel_hash(BG_NOVEL_DESTINATION, dest.ptr, dest.len), &fresh)))
+            return err;
+        if (fresh && mature) {
             novel = true;
+            id->b_new_dests = inc_sat16(id->b_new_dests);
             if (env)
-                id->env_new_dests++;
-            err = remember_novel_dest(id, dest, t);
-            if (err)
+                id->env_new_dests = inc_sat16(id->env_new_dests);
+            if ((err = bg_corr_remember_dest(id, dest, t)))
                 return err;
+            if (ev->kind == BG_EV_TOOLCALL && bg_corr_is_recent_secret(id, ev->u.tool.credential_id, t, w))
+                bg_reason_add(extra, &n_extra, "new_credential_on_new_destination", "correlation", 1, 0, 0, 1.0);
         }
     }
-    if (new_secret) {
-        err = remember_secret(id, ev->u.secret.secret_id, t, offset);
-        if (err)
-            return err;
-    }
+    bg_corr_prune(id, t < id->bucket_start ? id->bucket_start : t, w);
 
-    /* correlation first: when one event both exceeds a limit and completes a
-     * new-secret x new-destination pair, the burst goes straight to ANOMALOUS */
-    if ((novel || new_secret) && id->n_secrets_ring && id->n_ndests_ring) {
-        err = correlate(e, id, klass, env, t, out);
-        if (err)
+    /* correlation before the limits: one event that does both goes straight
+     * to ANOMALOUS, and a volume burst amplifies the correlation */
+    bool volume;
+    bg_reason lr[BG_MAX_REASONS];
+    bg_signal ls;
+    bool limited = limit_signal(id, ev, k, env, dest, lr, &ls, &volume);
+    if (limited)
+        id->b_hot = 1;
+    if ((novel || new_secret) && id->recent) {
+        if (volume && n_extra < 4)
+            bg_reason_add(extra, &n_extra, "volume_burst", "static_limit", 1, 0, 0, 0.1);
+        if ((err = bg_corr_check(e, id, k, env, t, extra, n_extra, out)))
             return err;
-        if (id->in_burst && id->cls == BG_CLASS_ANOMALOUS) {
-            id->bucket_hot = true;
-            id->burst_last_hot = ta;
-        }
     }
-
-    /* static limits, with envelope */
-    bg_reason r[BG_MAX_REASONS];
-    uint32_t nr = 0;
-    const counters *b = &id->bucket;
-    bool class_over = false;
-    if (over(b->api_calls, klass->max_api_calls_per_min) ||
-        over(b->tokens, klass->max_tokens_per_min) ||
-        over(id->hour_cost, klass->max_cost_micros_per_hour) ||
-        over(id->hour_secrets, klass->max_secrets_per_hour))
-        class_over = true;
-    bg_class cls = BG_CLASS_PLANNED;
-    bool signal = false;
-    if (class_over) {
-        signal = true;
-        int64_t lim_calls = klass->max_api_calls_per_min, lim_tok = klass->max_tokens_per_min;
-        if (env) {
-            if (env->max_api_calls_per_min >= 0)
-                lim_calls = env->max_api_calls_per_min;
-            if (env->max_tokens_per_min >= 0)
-                lim_tok = env->max_tokens_per_min;
-        }
-        /* per-signal: does it exceed what applies (envelope-raised or class)? */
-        if (over(b->api_calls, lim_calls))
-            add_reason(r, &nr, "api_calls_per_min", env ? "envelope" : "static_limit",
-                       (double)b->api_calls, (double)lim_calls);
-        if (over(b->tokens, lim_tok))
-            add_reason(r, &nr, "tokens_per_min", env ? "envelope" : "static_limit",
-                       (double)b->tokens, (double)lim_tok);
-        if (over(id->hour_cost, klass->max_cost_micros_per_hour) &&
-            (!env || over(id->env_cost, env->max_cost_micros)))
-            add_reason(r, &nr, "cost_micros_per_hour", env ? "envelope" : "static_limit",
-                       (double)id->hour_cost, (double)klass->max_cost_micros_per_hour);
-        if (over(id->hour_secrets, klass->max_secrets_per_hour) &&
-            (!env || over(id->env_new_secrets, env->max_new_secrets)))
-            add_reason(r, &nr, "secrets_per_hour", env ? "envelope" : "static_limit",
-                       (double)id->hour_secrets, (double)klass->max_secrets_per_hour);
-        if (env) {
-            if (over(id->env_new_dests, env->max_new_destinations))
-                add_reason(r, &nr, "new_destinations", "envelope", (double)id->env_new_dests,
-                           (double)env->max_new_destinations);
-            if (!dest_allowed(env, dest))
-                add_reason(r, &nr, "destination_not_allowed", "envelope", 1.0, 0.0);
-        }
-        if (nr > 0) {
-            cls = BG_CLASS_UNEXPECTED;
-        } else {
-            /* inside the envelope: record which class limits it lifted */
-            if (over(b->api_calls, klass->max_api_calls_per_min))
-                add_reason(r, &nr, "api_calls_per_min", "envelope", (double)b->api_calls,
-                           (double)klass->max_api_calls_per_min);
-            if (over(b->tokens, klass->max_tokens_per_min))
-                add_reason(r, &nr, "tokens_per_min", "envelope", (double)b->tokens,
-                           (double)klass->max_tokens_per_min);
-            if (over(id->hour_cost, klass->max_cost_micros_per_hour))
-                add_reason(r, &nr, "cost_micros_per_hour", "envelope", (double)id->hour_cost,
-                           (double)klass->max_cost_micros_per_hour);
-            if (over(id->hour_secrets, klass->max_secrets_per_hour))
-                add_reason(r, &nr, "secrets_per_hour", "envelope", (double)id->hour_secrets,
-                           (double)klass->max_secrets_per_hour);
-        }
-    }
-    if (signal) {
-        id->bucket_hot = true;
-        id->burst_last_hot = ta;
-        bg_action action = cls == BG_CLASS_PLANNED ? BG_ACT_ALLOW : klass->unexpected_action;
-        err = raise_burst(e, id, klass, cls, action, cls == BG_CLASS_PLANNED || env ? env : NULL,
-                          r, nr, t, NULL, 0, NULL, 0, out);
-        if (err)
+    if (limited) {
+        if ((err = bg_burst_raise(e, id, &ls, out)))
             return err;
+        id->burst->last_hot = t < id->bucket_start ? id->bucket_start : t;
     }
     return BG_OK;
 }
@@ -894,17 +506,17 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
 bg_err bg_engine_tick(bg_engine *e, bg_outputs *out) {
     if (e->st.watermark == INT64_MIN)
         return BG_OK;
-    const bg_policy *p = e->policy;
-    /* an identity whose burst is active but that sent nothing since: close its
+    /* identities with an open burst that sent nothing since: close their
      * buckets as of the watermark */
-    for (ident *id = e->active; id;) {
-        ident *next = id->next_active;
-        if (e->st.watermark >= id->bucket_start + p->bucket_ms) {
+    for (bg_burst *b = e->bursts; b;) {
+        bg_burst *next = b->next;
+        bg_ident *id = b->owner_ident;
+        if (e->st.watermark >= id->bucket_start + e->policy->bucket_ms) {
             bg_err err = roll_to(e, id, e->st.watermark, out);
             if (err)
                 return err;
         }
-        id = next;
+        b = next;
     }
     return BG_OK;
 }

@@ -14,6 +14,7 @@
 #ifndef BG_ENGINE_H
 #define BG_ENGINE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -30,7 +31,6 @@ typedef struct bg_engine_stats {
     uint64_t bursts;          /* bursts started (ONSET verdicts) */
     uint64_t verdicts;        /* all phases */
     uint64_t revocations;     /* commands issued */
-    uint64_t dest_set_full;   /* destinations not learned because the per-identity set was full */
     int64_t stream_time;      /* max event time seen, ms (INT64_MIN before any) */
     int64_t watermark;        /* stream_time - allowed lateness */
 } bg_engine_stats;
@@ -49,5 +49,8 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
 bg_err bg_engine_tick(bg_engine *e, bg_outputs *out);
 
 void bg_engine_stats_get(const bg_engine *e, bg_engine_stats *st);
+/* Bytes of identity state held (structs, strings, sets, windows, bursts);
+ * walks every identity, so it is for reports, not the hot path. */
+size_t bg_engine_state_bytes(const bg_engine *e);
 
 #endif

@@ -29,6 +29,11 @@ typedef struct bg_class_policy {
     int64_t max_tokens_per_min;       /* tokens_in + tokens_out per bucket */
     int64_t max_cost_micros_per_hour; /* per clock hour of event time */
     int64_t max_secrets_per_hour;     /* secret issuances per clock hour */
+    int64_t max_identity_grants_per_hour; /* SERVICE_IDENTITY / OAUTH_GRANT issuances per clock
+                                           * hour: more is identity sprawl, -1 = none */
+    int64_t max_secret_ttl_seconds;   /* a secret issued with a longer TTL is a signal, -1 = none */
+    double sensitivity;               /* detector sensitivity, 0.25..4 (default 1): change-point
+                                       * thresholds are divided by it */
     bg_action unexpected_action;      /* BG_ACT_THROTTLE or BG_ACT_REVIEW */
     char *review_routes[BG_POLICY_MAX_ROUTES]; /* "security", "platform", "app:<owner>" */
     uint32_t n_review_routes;

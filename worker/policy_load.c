@@ -17,6 +17,7 @@
  * since a longer selector could never match an event. */
 #include "policy_load.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -322,9 +323,13 @@ static const limit_row class_limits[] = {
     {"tokens_per_min", offsetof(bg_class_policy, max_tokens_per_min)},
     {"cost_micros_per_hour", offsetof(bg_class_policy, max_cost_micros_per_hour)},
     {"secrets_per_hour", offsetof(bg_class_policy, max_secrets_per_hour)},
+    {"identity_grants_per_hour", offsetof(bg_class_policy, max_identity_grants_per_hour)},
+    {"secret_ttl_seconds", offsetof(bg_class_policy, max_secret_ttl_seconds)},
 };
-static const char *const class_limit_keys[] = {"api_calls_per_min", "tokens_per_min",
-                                               "cost_micros_per_hour", "secrets_per_hour", NULL};
+static const char *const class_limit_keys[] = {"api_calls_per_min",    "tokens_per_min",
+                                               "cost_micros_per_hour", "secrets_per_hour",
+                                               "identity_grants_per_hour", "secret_ttl_seconds",
+                                               NULL};
 
 static const limit_row envelope_limits[] = {
     {"api_calls_per_min", offsetof(bg_envelope, max_api_calls_per_min)},
@@ -360,7 +365,7 @@ static bg_err load_limits(ploader *L, const yaml_node_t *n, const char *what,
 
 static bg_err load_class(ploader *L, const yaml_node_t *n, size_t index) {
     static const char *const keys[] = {"name",          "match",   "limits", "unexpected_action",
-                                       "review_routes", "enforce", NULL};
+                                       "review_routes", "enforce", "sensitivity", NULL};
     static const char *const match_keys[] = {"identity_prefix", "owner", NULL};
     bg_policy *p = L->p;
     char what[96], sub[160];
@@ -428,6 +433,18 @@ static bg_err load_class(ploader *L, const yaml_node_t *n, size_t index) {
         snprintf(sub, sizeof sub, "%s: enforce", what);
         if ((e = get_bool(L, v, sub, &c->enforce)))
             return e;
+    }
+    if ((v = bg_yaml_map_get(&L->y, n, "sensitivity"))) {
+        const char *s;
+        snprintf(sub, sizeof sub, "%s: sensitivity", what);
+        if ((e = bg_yaml_scalar(&L->y, v, sub, &s)))
+            return e;
+        char *end;
+        errno = 0;
+        double d = strtod(s, &end);
+        if (errno || end == s || *end || !(d >= 0.25 && d <= 4.0))
+            return bg_yaml_fail(&L->y, v, "%s: expected a number in 0.25..4, got '%s'", sub, s);
+        c->sensitivity = d;
     }
     return BG_OK;
 }
@@ -767,6 +784,9 @@ static void print_class(const bg_policy *p, uint32_t i, FILE *f) {
     print_limit(f, "tokens (in + out):", c->max_tokens_per_min, "per minute");
     print_money_limit(f, "cost:", c->max_cost_micros_per_hour, " per hour");
     print_limit(f, "secret issuances:", c->max_secrets_per_hour, "per hour");
+    print_limit(f, "identity grants:", c->max_identity_grants_per_hour, "per hour");
+    print_limit(f, "secret TTL:", c->max_secret_ttl_seconds, "seconds at most");
+    fprintf(f, "  detector sensitivity: %.2f (1 = default; higher alarms earlier)\n", c->sensitivity);
     fprintf(f, "  a burst beyond these limits outside any envelope: %s",
             c->unexpected_action == BG_ACT_THROTTLE ? "THROTTLE" : "REVIEW");
     if (c->n_review_routes) {

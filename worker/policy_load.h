@@ -19,7 +19,10 @@
  *         tokens_per_min: 200000
  *         cost_micros_per_hour: 5000000
  *         secrets_per_hour: 20
+ *         identity_grants_per_hour: 5   # SERVICE_IDENTITY / OAUTH_GRANT issuances (sprawl)
+ *         secret_ttl_seconds: 86400     # longest TTL a secret may be issued with
  *       unexpected_action: THROTTLE     # or REVIEW
+ *       sensitivity: 1.0                # change-point detectors, 0.25..4
  *       review_routes: [platform, "app:{owner}"]
  *       enforce: true
  *   envelopes:
@@ -34,6 +37,7 @@
  *       allowed_destinations: [api.openai.com, s3.eu-west-1.amazonaws.com]
  *       approved_by: alice     # required
  *       ticket: CHG-1042
+ *       revoked: false         # a revoked envelope never matches
  *
  * The policy version is the first 16 hex digits of XXH3-64 of the file bytes.
  * Ownership: on success *out owns everything; on failure *out is freed. */

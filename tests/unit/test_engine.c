@@ -20,11 +20,14 @@
 #define MIN 60000LL
 
 typedef struct tev {
-    char kind;         /* 'u' usage, 's' secret, 't' tool call, 0 = end */
+    char kind;         /* 'u' usage, 's' secret, 't' tool call, 0 = end; also
+                        * 'c' tool call using credential `cred`, 'g' an OAUTH_GRANT issuance,
+                        * 'l' a secret with a 30-day TTL */
     const char *who;   /* identity */
     double at_min;     /* event time, minutes after T0 */
     const char *what;  /* destination (u, t) or secret id (s) */
     int calls;         /* api calls (u) */
+    const char *cred;  /* credential_id ('c') */
 } tev;
 
 #define MAX_EXPECT 8
@@ -58,6 +61,9 @@ static void make_policy(bg_policy *p, bool enforce) {
     c->max_tokens_per_min = -1;
     c->max_cost_micros_per_hour = -1;
     c->max_secrets_per_hour = 50;
+    c->max_identity_grants_per_hour = 3;
+    c->max_secret_ttl_seconds = 7 * 86400;
+    c->sensitivity = 1.0;
     c->unexpected_action = BG_ACT_THROTTLE;
     c->review_routes[c->n_review_routes++] = xstrdup("platform");
     c->enforce = enforce;
@@ -98,14 +104,20 @@ static void to_event(const tev *t, bg_event *ev) {
         ev->u.usage.api_calls = t->calls;
         break;
     case 's':
+    case 'g':
+    case 'l':
         ev->kind = BG_EV_SECRET;
         ev->u.secret.secret_id = S(t->what);
         ev->u.secret.issuer = S("vault");
+        ev->u.secret.secret_kind = t->kind == 'g' ? BG_SK_OAUTH_GRANT : BG_SK_API_KEY;
+        ev->u.secret.ttl_seconds = t->kind == 'l' ? 30 * 86400 : 3600;
         break;
     default:
         ev->kind = BG_EV_TOOLCALL;
         ev->u.tool.destination = S(t->what);
         ev->u.tool.tool = S("http");
+        if (t->cred)
+            ev->u.tool.credential_id = S(t->cred);
         break;
     }
 }
@@ -124,7 +136,7 @@ static void warm_up(bg_engine *e, const tcase *tc, bg_outputs *out) {
     }
     for (size_t i = 0; i < n; i++)
         for (int m = 0; m < 70; m += 5) {
-            tev a = {'u', seen[i], m, m % 10 ? "a.example" : "b.example", 10};
+            tev a = {'u', seen[i], m, m % 10 ? "a.example" : "b.example", 10, NULL};
             bg_event ev;
             to_event(&a, &ev);
             assert_int_equal(bg_engine_observe(e, &ev, m, out), BG_OK);
@@ -146,7 +158,7 @@ static void run_case(const tcase *tc, bg_outputs *out, bg_policy *p) {
         assert_int_equal(bg_engine_tick(e, out), BG_OK);
     }
     /* a far-away event of another identity moves the watermark: bursts end */
-    tev late = {'u', "spiffe://t/other/clock", 600, "z.example", 1};
+    tev late = {'u', "spiffe://t/other/clock", 600, "z.example", 1, NULL};
     bg_event ev;
     to_event(&late, &ev);
     assert_int_equal(bg_engine_observe(e, &ev, off, out), BG_OK);
@@ -265,6 +277,16 @@ static const tcase cases[] = {
      .verdicts = {"ONSET PLANNED ALLOW " PL, "ESCALATED ANOMALOUS REVOKE " PL,
                   "ENDED ANOMALOUS REVOKE " PL},
      .revoked = {"sec-9"}},
+    {.name = "sprawl: a burst of grants is UNEXPECTED",
+     .events = {{'g', ID, 90, "g1"}, {'g', ID, 91, "g2"}, {'g', ID, 92, "g3"}, {'g', ID, 93, "g4"}},
+     .verdicts = {"ONSET UNEXPECTED THROTTLE " ID, "ENDED UNEXPECTED THROTTLE " ID}},
+    {.name = "a secret with a TTL beyond the class maximum is UNEXPECTED",
+     .events = {{'l', ID, 90, "long-lived"}},
+     .verdicts = {"ONSET UNEXPECTED THROTTLE " ID, "ENDED UNEXPECTED THROTTLE " ID}},
+    {.name = "a new credential used against a new destination: ANOMALOUS at full score",
+     .events = {{'s', ID, 90, "sec-7"}, {'c', ID, 92, "evil.example", 0, "sec-7"}},
+     .verdicts = {"ONSET ANOMALOUS REVOKE " ID, "ENDED ANOMALOUS REVOKE " ID},
+     .revoked = {"sec-7"}},
     {.name = "an ANOMALOUS burst does not escalate again on a rate limit",
      .events = {{'s', ID, 90, "sec-1"}, {'u', ID, 91, "evil.example", 1},
                 {'u', ID, 91.5, "a.example", 200}},
@@ -339,8 +361,82 @@ static void test_verdict_fields(void **state) {
     assert_int_equal(an->n_new_destinations, 1);
     assert_string_equal(an->new_destinations[0], "evil.example");
     assert_string_equal(an->review_routes[0], "security");
-    assert_int_equal(an->severity, 90);
+    assert_int_equal(an->severity, 94); /* 80 + 20 x correlation score 0.7 */
+    assert_true(an->reasons[0].score == 0.7);
     assert_int_equal(an->n_source, 2); /* the usage event and the secret */
+    bg_outputs_free(&out);
+    bg_policy_free(&p);
+}
+
+/* Signals explain themselves with their own reason codes and scores. */
+static const tcase *find_case(const char *prefix) {
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (!strncmp(cases[i].name, prefix, strlen(prefix)))
+            return &cases[i];
+    fail();
+    return NULL;
+}
+
+static void test_signal_reasons(void **state) {
+    (void)state;
+    bg_outputs out;
+    bg_policy p;
+    run_case(find_case("sprawl"), &out, &p);
+    assert_string_equal(out.verdicts[0].reasons[0].code, "identity_sprawl");
+    assert_true(out.verdicts[0].reasons[0].observed == 4.0);
+    assert_true(out.verdicts[0].reasons[0].threshold == 3.0);
+    bg_outputs_free(&out);
+    bg_policy_free(&p);
+    run_case(find_case("a secret with a TTL"), &out, &p);
+    assert_string_equal(out.verdicts[0].reasons[0].code, "secret_ttl_above_max");
+    bg_outputs_free(&out);
+    bg_policy_free(&p);
+    run_case(find_case("a new credential used"), &out, &p);
+    const bg_verdict *v = &out.verdicts[0];
+    assert_string_equal(v->reasons[0].code, "new_secret_new_destination");
+    assert_true(v->reasons[0].score == 1.0);
+    assert_int_equal(v->severity, 100);
+    bool cred = false;
+    for (uint32_t i = 0; i < v->n_reasons; i++)
+        cred |= !strcmp(v->reasons[i].code, "new_credential_on_new_destination");
+    assert_true(cred);
+    bg_outputs_free(&out);
+    bg_policy_free(&p);
+}
+
+/* The stated budget: an identity with a handful of destinations holds its
+ * 248-byte struct plus its identity string, nothing more. */
+static void test_state_bytes(void **state) {
+    (void)state;
+    bg_policy p;
+    make_policy(&p, true);
+    bg_engine *e;
+    assert_int_equal(bg_engine_new(&p, 0, &e), BG_OK);
+    bg_outputs out;
+    bg_outputs_init(&out);
+    const int n = 1000;
+    char name[64];
+    size_t names = 0;
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "spiffe://t/svc/mem-%04d", i);
+        names += strlen(name) + 1;
+        for (int d = 0; d < 5; d++) {
+            char dest[32];
+            snprintf(dest, sizeof dest, "d%d.example", d);
+            tev t = {'u', name, 1 + d, dest, 1, NULL};
+            bg_event ev;
+            to_event(&t, &ev);
+            assert_int_equal(bg_engine_observe(e, &ev, 0, &out), BG_OK);
+        }
+    }
+    size_t bytes = bg_engine_state_bytes(e);
+    bg_engine_stats st;
+    bg_engine_stats_get(e, &st);
+    size_t table = bytes - names - (size_t)n * 248;
+    print_message("%zu identities: %zu bytes, %.1f per identity (table %zu)\n", (size_t)n, bytes,
+                  (double)bytes / n, table);
+    assert_true(bytes <= (size_t)n * 256 + names + 4096 * sizeof(void *));
+    bg_engine_free(e);
     bg_outputs_free(&out);
     bg_policy_free(&p);
 }
@@ -353,7 +449,7 @@ static void test_late_and_invalid(void **state) {
     assert_int_equal(bg_engine_new(&p, 0, &e), BG_OK);
     bg_outputs out;
     bg_outputs_init(&out);
-    tev t1 = {'u', ID, 100, "a.example", 1}, t2 = {'u', ID, 50, "a.example", 1};
+    tev t1 = {'u', ID, 100, "a.example", 1, NULL}, t2 = {'u', ID, 50, "a.example", 1, NULL};
     bg_event ev;
     to_event(&t1, &ev);
     assert_int_equal(bg_engine_observe(e, &ev, 0, &out), BG_OK);
@@ -385,7 +481,7 @@ static void test_many_identities(void **state) {
     char name[64];
     for (int i = 0; i < 20000; i++) {
         snprintf(name, sizeof name, "spiffe://t/svc/n%d", i);
-        tev t = {'u', name, 70 + (i % 10) * 0.01, "a.example", i == 777 ? 150 : 5};
+        tev t = {'u', name, 70 + (i % 10) * 0.01, "a.example", i == 777 ? 150 : 5, NULL};
         bg_event ev;
         to_event(&t, &ev);
         assert_int_equal(bg_engine_observe(e, &ev, i, &out), BG_OK);
@@ -405,6 +501,8 @@ int main(void) {
         cmocka_unit_test(test_cases),
         cmocka_unit_test(test_deterministic_ids),
         cmocka_unit_test(test_verdict_fields),
+        cmocka_unit_test(test_signal_reasons),
+        cmocka_unit_test(test_state_bytes),
         cmocka_unit_test(test_late_and_invalid),
         cmocka_unit_test(test_many_identities),
     };

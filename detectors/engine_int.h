@@ -1,0 +1,67 @@
+/* Internals shared by the engine's files (engine.c: identities, buckets and
+ * signals; burst.c: the burst state machine and its outputs; correlate.c:
+ * the correlation window). Not part of the public API. */
+#ifndef BG_ENGINE_INT_H
+#define BG_ENGINE_INT_H
+
+#include "engine.h"
+#include "ident.h"
+
+struct bg_engine {
+    const bg_policy *policy;
+    int32_t partition;
+    bg_ident **slots; /* open addressing by identity hash */
+    size_t cap, count;
+    char **owners; /* interned owner strings; bg_ident.owner is index + 1 */
+    uint32_t n_owners, cap_owners;
+    bg_burst *bursts; /* open bursts */
+    bg_engine_stats st;
+};
+
+/* A signal for the burst state machine. */
+typedef struct bg_signal {
+    bg_class cls;
+    bg_action action;
+    const bg_class_policy *klass;
+    const bg_envelope *env; /* the envelope that applied, or NULL */
+    const bg_reason *reasons;
+    uint32_t n_reasons;
+    int64_t t; /* event time */
+    const char *const *new_secrets; /* for the verdict */
+    uint32_t n_new_secrets;
+    const char *const *new_dests;
+    uint32_t n_new_dests;
+    const int64_t *secret_offsets; /* input offsets of the secrets it pairs, for the sources */
+    uint32_t n_secret_offsets;
+} bg_signal;
+
+const char *bg_engine_owner(const bg_engine *e, const bg_ident *id);
+
+/* ONSET or ESCALATED when the signal is new or worse; nothing otherwise. */
+bg_err bg_burst_raise(bg_engine *e, bg_ident *id, const bg_signal *s, bg_outputs *out);
+/* ENDED verdict, then the burst is freed. */
+bg_err bg_burst_end(bg_engine *e, bg_ident *id, int64_t decided_at, bg_outputs *out);
+/* A revocation command for secret_id under the burst's latest verdict. */
+bg_err bg_burst_revoke(bg_engine *e, bg_ident *id, const char *secret_id, int64_t t,
+                       bg_outputs *out);
+void bg_burst_src_add(bg_ident *id, bg_event_kind kind, int64_t offset);
+void bg_burst_free(bg_engine *e, bg_ident *id);
+
+/* Correlation window. */
+bg_err bg_corr_remember_secret(bg_ident *id, bg_str secret_id, int64_t t, int64_t offset);
+bg_err bg_corr_remember_dest(bg_ident *id, bg_str dest, int64_t t);
+bool bg_corr_is_recent_secret(const bg_ident *id, bg_str secret_id, int64_t t, int64_t window);
+void bg_corr_prune(bg_ident *id, int64_t t, int64_t window);
+/* Pair unrevoked secrets with novel destinations within the window: an
+ * ANOMALOUS signal plus one revocation per paired secret. extra holds the
+ * amplifying reasons of the current event (credential use, tool chain, volume). */
+bg_err bg_corr_check(bg_engine *e, bg_ident *id, const bg_class_policy *klass,
+                     const bg_envelope *env, int64_t t, const bg_reason *extra, uint32_t n_extra,
+                     bg_outputs *out);
+void bg_corr_free(bg_ident *id);
+
+/* Reason helper: appends when there is room. */
+void bg_reason_add(bg_reason *r, uint32_t *n, const char *code, const char *detector,
+                   double observed, double baseline, double threshold, double score);
+
+#endif

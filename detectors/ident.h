@@ -1,0 +1,134 @@
+/* Per-identity state of the engine (internal to detectors/).
+ *
+ * Budget: the resident struct is 248 bytes on LP64 (a static assert in
+ * engine.c keeps it so), plus the identity string itself; an identity with a
+ * handful of destinations needs nothing else. What only some identities need
+ * lives behind pointers that are NULL otherwise:
+ *
+ *   bg_ident, 248 bytes
+ *     hash, identity*, owner, first_seen      24   owner interned per engine
+ *     bucket_start + bucket counters          32   calls, actions, tokens, cost,
+ *                                                  secrets, tools, new dests, hot
+ *     hour counters, buckets seen             16   cost, secrets, grants
+ *     traces[2]                                8   fan-out under one trace counts once
+ *     envelope usage                          16
+ *     seen (bg_novel)                         40   <= 8 items inline, then <= 1 KiB heap
+ *     base[7] (bg_ewma)                       56   per-metric rate baselines
+ *     src_first[3], src_span[3]               36   the current bucket's input offsets
+ *     recent*, burst*                         16
+ *   heap, when needed:
+ *     seen beyond 8 items                 64 B .. 1 KiB
+ *     recent (secrets, novel destinations in the window)  ~520 B
+ *     burst (while open)                      ~540 B
+ * A busy identity (hundreds of destinations, recent secrets) stays under
+ * 2 KiB, plus ~0.5 KiB while a burst is open. */
+#ifndef BG_IDENT_H
+#define BG_IDENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "novelty.h"
+#include "policy.h"
+#include "verdict.h"
+
+#define BG_RECENT_MAX 8u /* secrets / novel destinations kept per identity within the window */
+
+/* Metrics with a rate baseline, per bucket. */
+typedef enum bg_metric {
+    BG_M_ACTIONS,      /* usage events, a trace's fan-out counted once */
+    BG_M_API_CALLS,    /* sum of api_calls */
+    BG_M_TOKENS,       /* tokens in + out */
+    BG_M_COST,         /* micro-dollars */
+    BG_M_SECRETS,      /* secret issuances */
+    BG_M_TOOLCALLS,    /* tool calls */
+    BG_M_DESTINATIONS, /* novel destinations (first use) */
+    BG_METRIC_COUNT
+} bg_metric;
+
+/* Exponentially weighted mean and variance of one metric's per-bucket value. */
+typedef struct bg_ewma {
+    float mean; /* per bucket */
+    float var;  /* per bucket^2 */
+} bg_ewma;
+
+typedef struct bg_recent_secret {
+    uint64_t hash;  /* of secret_id */
+    char *id;       /* heap */
+    int64_t t;      /* issued, event time ms */
+    int64_t offset; /* input offset of the issuance */
+    bool revoked;   /* a command was already issued for it */
+} bg_recent_secret;
+
+typedef struct bg_recent_dest {
+    uint64_t hash; /* of the destination */
+    char *dest;    /* heap */
+    int64_t t;     /* first use, event time ms */
+} bg_recent_dest;
+
+/* What happened within the correlation window; allocated while non-empty. */
+typedef struct bg_recent {
+    bg_recent_secret secrets[BG_RECENT_MAX];
+    uint32_t n_secrets;
+    bg_recent_dest dests[BG_RECENT_MAX];
+    uint32_t n_dests;
+} bg_recent;
+
+typedef struct bg_src_range {
+    int64_t first, last; /* input offsets, -1 when none */
+} bg_src_range;
+
+/* An open burst; allocated at ONSET, freed at ENDED. */
+typedef struct bg_burst {
+    struct bg_ident *owner_ident;     /* back pointer */
+    struct bg_burst *next, *prev;     /* the engine's list of open bursts */
+    bg_class cls;
+    bg_action action;
+    int64_t start;                    /* event time of the ONSET */
+    int64_t last_hot;                 /* event time of the latest signal */
+    uint32_t quiet;                   /* closed buckets without a signal */
+    uint32_t escalations;
+    bg_phase last_phase;              /* of the latest verdict, for its id */
+    const bg_class_policy *klass;     /* class at ONSET (policy outlives the engine) */
+    char *envelope_id;                /* heap, NULL when none applied */
+    bg_src_range src[BG_EV_KIND_COUNT];
+    bg_reason reasons[BG_MAX_REASONS];
+    uint32_t n_reasons;
+} bg_burst;
+
+typedef struct bg_ident {
+    uint64_t hash;          /* XXH3 of the identity string */
+    char *identity;         /* heap, NUL-terminated */
+    uint32_t owner;         /* index into the engine's owner table + 1, 0 = unknown */
+    uint32_t first_seen_min; /* event time of the first event, minutes since the epoch */
+    int64_t bucket_start;   /* current bucket, event time ms */
+    /* the current bucket (saturating) */
+    uint32_t b_calls;       /* api_calls */
+    uint32_t b_actions;     /* usage events, one trace's fan-out counted once */
+    uint32_t b_tokens;      /* tokens in + out */
+    uint32_t b_cost;        /* micro-dollars */
+    uint16_t b_secrets;     /* secret issuances */
+    uint16_t b_tools;       /* tool calls */
+    uint16_t b_new_dests;   /* destinations used for the first time */
+    uint8_t b_hot;          /* a limit signal fired in this bucket */
+    uint8_t pad0;
+    /* the current clock hour of event time */
+    uint64_t h_cost;        /* micro-dollars */
+    uint16_t h_secrets;     /* issuances */
+    uint16_t h_grants;      /* SERVICE_IDENTITY / OAUTH_GRANT issuances */
+    uint16_t buckets;       /* closed buckets seen (baseline warm-up), saturating */
+    uint16_t pad1;
+    uint32_t traces[2];     /* fingerprints of the latest trace ids, 0 = empty */
+    /* usage under the envelope that applies now */
+    uint32_t env_hash;      /* of its envelope_id, 0 = none */
+    uint16_t env_new_secrets, env_new_dests;
+    int64_t env_cost;       /* micro-dollars */
+    bg_novel seen;          /* first-seen destinations, scopes, tool bigrams */
+    bg_ewma base[BG_METRIC_COUNT];
+    int64_t src_first[3];   /* first input offset of the current bucket per input, -1 = none */
+    uint32_t src_span[3];   /* last - first, saturating */
+    bg_recent *recent;      /* NULL unless something is within the correlation window */
+    bg_burst *burst;        /* NULL unless a burst is open */
+} bg_ident;
+
+#endif
