@@ -44,9 +44,11 @@ static void update_scalar(uint32_t *c, uint32_t width, uint32_t depth, const uin
                 min = c[pos[i]];
         }
         uint32_t nv = sat_add32(min, counts ? counts[k] : 1u);
-        for (uint32_t i = 0; i < depth; i++)
-            if (c[pos[i]] < nv)
-                c[pos[i]] = nv;
+        /* branch-free raise: which rows are below nv is a coin flip */
+        for (uint32_t i = 0; i < depth; i++) {
+            uint32_t v = c[pos[i]];
+            c[pos[i]] = v < nv ? nv : v;
+        }
     }
 }
 

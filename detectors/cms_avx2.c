@@ -4,8 +4,9 @@
  *
  * update: one key at a time (conservative update is order dependent): the
  *         depth columns in one vector (lane = row), a masked gather of the
- *         counters, a horizontal min, then scalar raises of the rows below
- *         the new value (AVX2 has no scatter).
+ *         counters, a horizontal min, then d scalar stores of
+ *         max(counter, new) (AVX2 has no scatter; unconditional stores beat
+ *         the unpredictable "is this row below" branch).
  * query:  eight keys at a time, lane = key: per row, columns by vpmuludq,
  *         a gather and a running vpminud; no horizontal work.
  * merge:  saturating add, a + b | (a + b < a), via vpmaxud. */
@@ -45,18 +46,13 @@ static void update_avx2(uint32_t *c, uint32_t width, uint32_t depth, const uint6
         uint32_t min = hmin(v);
         uint32_t cnt = counts ? counts[k] : 1u;
         uint32_t nv = min + cnt < min ? UINT32_MAX : min + cnt;
-        /* lanes (rows) whose counter is below nv: max(v, nv) != v */
-        __m256i nvv = _mm256_set1_epi32((int)nv);
-        __m256i keep = _mm256_cmpeq_epi32(_mm256_max_epu32(v, nvv), v);
-        unsigned low = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_andnot_si256(keep, valid)));
-        if (!low)
-            continue;
+        /* raise every row to max(counter, nv), stores unconditional (which
+         * rows are below nv is unpredictable; AVX2 has no scatter) */
+        uint32_t nvs[8];
+        _mm256_storeu_si256((__m256i *)(void *)nvs, _mm256_max_epu32(v, _mm256_set1_epi32((int)nv)));
         _mm256_storeu_si256((__m256i *)(void *)pos, p);
-        while (low) {
-            unsigned i = (unsigned)__builtin_ctz(low);
-            c[pos[i]] = nv;
-            low &= low - 1;
-        }
+        for (uint32_t i = 0; i < depth; i++)
+            c[pos[i]] = nvs[i];
     }
 }
 

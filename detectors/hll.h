@@ -180,7 +180,8 @@ typedef struct bg_hll_kernels {
 } bg_hll_kernels;
 
 /* The table for isa, or NULL when this build has none for it (no AVX-512
- * variant: AVX2 is as fast, see bench/bench_sketch.c). Does not check the CPU:
+ * variant yet: the development CPU lacks AVX-512, so none could be shown to
+ * pay; AVX-512 CPUs run the AVX2 table). Does not check the CPU:
  * calling a table the CPU lacks raises SIGILL; ask bg_simd_supported(). */
 const bg_hll_kernels *bg_hll_kernels_for(bg_simd_isa isa);
 /* The variants themselves (scalar in hll.c, avx2 in hll_avx2.c). */

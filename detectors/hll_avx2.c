@@ -48,9 +48,8 @@ static void add_avx2(uint8_t *regs, unsigned p, const uint64_t *hashes, size_t n
         _mm256_storeu_si256((__m256i *)(void *)(tmp + 4), idx_rank(b, guard, qsh, one));
         for (int j = 0; j < 8; j++) {
             uint32_t idx = (uint32_t)(tmp[j] >> 8);
-            uint8_t r = (uint8_t)tmp[j];
-            if (regs[idx] < r)
-                regs[idx] = r;
+            uint8_t r = (uint8_t)tmp[j], cur = regs[idx];
+            regs[idx] = cur < r ? r : cur; /* branch-free: the test is unpredictable */
         }
     }
     bg_hll_kernels_scalar.add(regs, p, hashes + i, n - i);
