@@ -77,7 +77,7 @@ static int severity(const bg_burst *b, bg_phase phase) {
         for (uint32_t i = 0; i < b->n_reasons; i++)
             if (!strcmp(b->reasons[i].detector, "correlation") && b->reasons[i].score > best)
                 best = b->reasons[i].score;
-        s = 80 + (int)(20.0 * (best > 1.0 ? 1.0 : best));
+        s = 80 + (int)(20.0 * (best > 1.0 ? 1.0 : best) + 0.5);
         break;
     }
     }
@@ -205,6 +205,11 @@ bg_err bg_burst_raise(bg_engine *e, bg_ident *id, const bg_signal *s, bg_outputs
             b->src[k].last = id->src_first[k] < 0 ? -1 : id->src_first[k] + id->src_span[k];
         }
         b->src[BG_EV_ENVELOPE].first = b->src[BG_EV_ENVELOPE].last = -1;
+        if (bg_hll_init(&b->dests, BG_HLL_P_DEFAULT) || bg_hll_init(&b->traces, BG_HLL_P_DEFAULT)) {
+            free(b->envelope_id);
+            free(b);
+            return BG_ERR_INVALID;
+        }
         b->next = e->bursts;
         if (e->bursts)
             e->bursts->prev = b;
@@ -238,14 +243,34 @@ void bg_burst_free(bg_engine *e, bg_ident *id) {
         e->bursts = b->next;
     if (b->next)
         b->next->prev = b->prev;
+    bg_hll_clear(&b->dests);
+    bg_hll_clear(&b->traces);
     free(b->envelope_id);
     free(b);
     id->burst = NULL;
 }
 
+void bg_burst_note(bg_ident *id, uint64_t dest_hash, bg_str trace) {
+    bg_burst *b = id->burst;
+    if (!b)
+        return;
+    /* a full sketch only loses precision: errors here are not the event's */
+    if (dest_hash)
+        (void)bg_hll_add_hash(&b->dests, dest_hash);
+    if (trace.ptr && trace.len)
+        (void)bg_hll_add_hash(&b->traces, bg_hash64(trace.ptr, trace.len, BG_SEED_SKETCH));
+}
+
 bg_err bg_burst_end(bg_engine *e, bg_ident *id, int64_t decided_at, bg_outputs *out) {
     bg_burst *b = id->burst;
     int64_t end = b->last_hot;
+    /* how wide the burst went: its distinct destinations and actions */
+    double nd = bg_hll_estimate(&b->dests), nt = bg_hll_estimate(&b->traces);
+    if (nd > 0)
+        bg_reason_add(b->reasons, &b->n_reasons, "distinct_destinations", "hll", nd,
+                      (double)id->seen.n, 0, 0);
+    if (nt > 0)
+        bg_reason_add(b->reasons, &b->n_reasons, "distinct_traces", "hll", nt, 0, 0, 0);
     bg_err err = emit(e, id, BG_PHASE_ENDED, decided_at < end ? end : decided_at, end, NULL, out);
     bg_burst_free(e, id);
     return err;

@@ -232,6 +232,11 @@ bg_err bg_engine_new(const bg_policy *policy, int32_t partition, bg_engine **out
     e->partition = partition;
     e->st.stream_time = INT64_MIN;
     e->st.watermark = INT64_MIN;
+    /* eps 0.001, delta 0.01: 2719 x 5 counters, 54 KiB per sketch */
+    if (bg_cms_new(0.001, 0.01, &e->dest_pop) || bg_cms_new(0.001, 0.01, &e->bigram_pop)) {
+        bg_engine_free(e);
+        return BG_ERR_NOMEM;
+    }
     *out = e;
     return BG_OK;
 }
@@ -246,6 +251,8 @@ void bg_engine_free(bg_engine *e) {
         free(e->owners[i]);
     free(e->owners);
     free(e->slots);
+    bg_cms_free(e->dest_pop);
+    bg_cms_free(e->bigram_pop);
     free(e);
 }
 
@@ -255,7 +262,7 @@ void bg_engine_stats_get(const bg_engine *e, bg_engine_stats *st) {
 }
 
 size_t bg_engine_state_bytes(const bg_engine *e) {
-    size_t n = e->cap * sizeof *e->slots;
+    size_t n = e->cap * sizeof *e->slots + bg_cms_bytes(e->dest_pop) + bg_cms_bytes(e->bigram_pop);
     for (size_t i = 0; i < e->cap; i++) {
         const bg_ident *id = e->slots[i];
         if (!id)
@@ -264,12 +271,21 @@ size_t bg_engine_state_bytes(const bg_engine *e) {
         if (id->recent)
             n += sizeof *id->recent;
         if (id->burst)
-            n += sizeof *id->burst;
+            n += sizeof *id->burst + bg_hll_bytes(&id->burst->dests) +
+                 bg_hll_bytes(&id->burst->traces) - 2 * sizeof(bg_hll);
     }
     return n;
 }
 
 static bool over(int64_t v, int64_t limit) { return limit >= 0 && v > limit; }
+
+/* Rare in the partition: used by at most max(2, 0.5% of its identities). The
+ * Count-Min estimate never undercounts, so "rare" is never a sketch artefact. */
+static bool rare(const bg_engine *e, const bg_cms *pop, uint64_t h, uint32_t *users) {
+    *users = bg_cms_query_hash(pop, h);
+    uint64_t limit = e->count / 200;
+    return *users <= (limit < 2 ? 2 : limit);
+}
 
 static bool dest_allowed(const bg_envelope *env, bg_str d) {
     if (!env->n_allowed_destinations || !d.ptr)
@@ -454,20 +470,33 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
             memcpy(big + n, tc->tool.ptr, tc->tool.len);
             n += tc->tool.len;
             bool fresh;
-            if ((err = bg_novel_insert(&id->seen, bg_novel_hash(BG_NOVEL_TOOL_BIGRAM, big, n), &fresh)))
+            uint64_t bh = bg_novel_hash(BG_NOVEL_TOOL_BIGRAM, big, n);
+            if ((err = bg_novel_insert(&id->seen, bh, &fresh)))
                 return err;
-            if (fresh && mature)
-                bg_reason_add(extra, &n_extra, "unusual_tool_chain", "novelty", 1, 0, 0, 0.1);
+            uint32_t users;
+            if (fresh)
+                bg_cms_add_hash(e->bigram_pop, bh, 1);
+            if (fresh && mature && rare(e, e->bigram_pop, bh, &users))
+                bg_reason_add(extra, &n_extra, "unusual_tool_chain", "novelty", users,
+                              (double)e->count, 0, 0.1);
         }
         break;
     }
     default:
         break;
     }
+    uint64_t dh = 0;
     if (dest.ptr && dest.len) {
         bool fresh;
-        if ((err = bg_novel_insert(&id->seen, bg_novel_hash(BG_NOVEL_DESTINATION, dest.ptr, dest.len), &fresh)))
+        dh = bg_novel_hash(BG_NOVEL_DESTINATION, dest.ptr, dest.len);
+        if ((err = bg_novel_insert(&id->seen, dh, &fresh)))
             return err;
+        if (fresh)
+            bg_cms_add_hash(e->dest_pop, dh, 1);
+        uint32_t users;
+        if (fresh && mature && rare(e, e->dest_pop, dh, &users) && n_extra < 4)
+            bg_reason_add(extra, &n_extra, "rare_destination", "rarity", users, (double)e->count,
+                          0, 0.1);
         if (fresh && mature) {
             novel = true;
             id->b_new_dests = inc_sat16(id->b_new_dests);
@@ -480,6 +509,7 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
         }
     }
     bg_corr_prune(id, t < id->bucket_start ? id->bucket_start : t, w);
+    bg_burst_note(id, dh, ev->trace_id);
 
     /* correlation before the limits: one event that does both goes straight
      * to ANOMALOUS, and a volume burst amplifies the correlation */

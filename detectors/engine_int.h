@@ -4,6 +4,7 @@
 #ifndef BG_ENGINE_INT_H
 #define BG_ENGINE_INT_H
 
+#include "cms.h"
 #include "engine.h"
 #include "ident.h"
 
@@ -15,6 +16,8 @@ struct bg_engine {
     char **owners; /* interned owner strings; bg_ident.owner is index + 1 */
     uint32_t n_owners, cap_owners;
     bg_burst *bursts; /* open bursts */
+    bg_cms *dest_pop;   /* identities per destination in this partition (rarity) */
+    bg_cms *bigram_pop; /* identities per parent_tool->tool bigram */
     bg_engine_stats st;
 };
 
@@ -41,6 +44,8 @@ const char *bg_engine_owner(const bg_engine *e, const bg_ident *id);
 bg_err bg_burst_raise(bg_engine *e, bg_ident *id, const bg_signal *s, bg_outputs *out);
 /* ENDED verdict, then the burst is freed. */
 bg_err bg_burst_end(bg_engine *e, bg_ident *id, int64_t decided_at, bg_outputs *out);
+/* Note a destination / trace of an event in the open burst's distinct counts. */
+void bg_burst_note(bg_ident *id, uint64_t dest_hash, bg_str trace);
 /* A revocation command for secret_id under the burst's latest verdict. */
 bg_err bg_burst_revoke(bg_engine *e, bg_ident *id, const char *secret_id, int64_t t,
                        bg_outputs *out);

@@ -19,7 +19,7 @@
  *   heap, when needed:
  *     seen beyond 8 items                 64 B .. 1 KiB
  *     recent (secrets, novel destinations in the window)  ~520 B
- *     burst (while open)                      ~540 B
+ *     burst (while open)                      ~600 B + its two HyperLogLogs
  * A busy identity (hundreds of destinations, recent secrets) stays under
  * 2 KiB, plus ~0.5 KiB while a burst is open. */
 #ifndef BG_IDENT_H
@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "hll.h"
 #include "novelty.h"
 #include "policy.h"
 #include "verdict.h"
@@ -94,6 +95,8 @@ typedef struct bg_burst {
     bg_src_range src[BG_EV_KIND_COUNT];
     bg_reason reasons[BG_MAX_REASONS];
     uint32_t n_reasons;
+    bg_hll dests;                     /* distinct destinations during the burst (p = 10) */
+    bg_hll traces;                    /* distinct trace ids during the burst (p = 10) */
 } bg_burst;
 
 typedef struct bg_ident {
