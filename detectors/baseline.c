@@ -18,15 +18,16 @@ _Static_assert(sizeof(bg_baseline) == 32, "bg_baseline is the per-metric compact
 /* parameters                                                                */
 
 void bg_baseline_params_default(bg_baseline_params *p) {
-    p->alpha = 0.15f;
+    p->alpha = 0.3f;
     p->beta = 0.3f;
     p->phi = 0.95f;
-    p->alpha_scale = 0.08f;
-    p->gamma = 0.10f;
+    p->alpha_scale = 0.02f;
+    p->alpha_seasonal = 0.05f;
+    p->gamma = 0.20f;
     p->clip = 3.0f;
     p->rel_floor = 0.002f;
     p->abs_floor = 1e-9f;
-    p->warmup = 5;
+    p->warmup = 8;
     p->period_s = 86400;
 }
 
@@ -36,7 +37,7 @@ static int in01(float v, int open_low) {
 
 bg_err bg_baseline_params_check(const bg_baseline_params *p) {
     if (!p || !in01(p->alpha, 1) || !in01(p->beta, 0) || !in01(p->phi, 0) ||
-        !in01(p->alpha_scale, 1) || !in01(p->gamma, 0) || !isfinite(p->clip) || p->clip <= 0.0f ||
+        !in01(p->alpha_scale, 1) || !in01(p->alpha_seasonal, 1) || !in01(p->gamma, 0) || !isfinite(p->clip) || p->clip <= 0.0f ||
         !isfinite(p->rel_floor) || p->rel_floor < 0.0f || !isfinite(p->abs_floor) ||
         p->abs_floor <= 0.0f || p->warmup < 1)
         return BG_ERR_INVALID;
@@ -183,27 +184,41 @@ bg_err bg_baseline_update(bg_baseline *b, const bg_baseline_params *p, int64_t t
     o.z = r / o.sigma;
     double rc = o.warm ? clampd(r, (double)p->clip * o.sigma) : r;
 
-    double a = fmax((double)p->alpha, 1.0 / ((double)b->n + 1.0));
+    double a = fmax(active ? (double)p->alpha_seasonal : (double)p->alpha,
+                    1.0 / ((double)b->n + 1.0));
     double level = lp + a * rc;
-    b->slope = (float)((double)p->phi * (double)b->slope + (double)p->beta * a * rc);
+    /* with a seasonal profile in use the slope only decays: a trend term
+     * would otherwise chase the cycle and fight the profile */
+    double beta = active ? 0.0 : (double)p->beta;
+    b->slope = (float)((double)p->phi * (double)b->slope + beta * a * rc);
     b->level = (float)level;
     double as = fmax((double)p->alpha_scale, 1.0 / (double)b->n);
     b->scale = (float)((double)b->scale + as * (fabs(rc) - (double)b->scale));
 
     if (learn_season) {
-        if (b->last_slot != 255 && sp.nearest != b->last_slot && b->turns < 255)
+        if (b->last_slot != 255 && sp.nearest != b->last_slot && b->turns < 255) {
             b->turns++;
+            /* the profile becomes active: the spread learnt so far holds the
+             * unmodelled cycle, so the warm-up restarts on the deseasonalised
+             * series */
+            if (b->turns == BG_BASELINE_SLOTS)
+                b->n = 0;
+        }
         b->last_slot = (uint8_t)sp.nearest;
         double cycles = (double)(b->turns / BG_BASELINE_SLOTS);
         double g = fmax((double)p->gamma, 1.0 / (1.0 + cycles));
         double cur = b->season_unit > 0.0f ? season_at(b, sp) : 0.0;
-        double e = x - level - cur;
+        /* against the forecast level (before this update), so a level that
+         * chases the cycle before the profile is active does not hide it */
+        double e = x - lp - cur;
         if (o.warm)
             e = clampd(e, (double)p->clip * o.sigma);
         season_add(b, p, sp.i0, g * (1.0 - sp.w1) * e, sp.i1, g * sp.w1 * e);
     }
     if (b->n < UINT16_MAX)
         b->n++;
+    if (b->n == 1) /* restarted above: the spread relearns from the next residual */
+        b->scale = 0.0f;
     if (obs)
         *obs = o;
     return BG_OK;

@@ -11,7 +11,9 @@
  * (smoothing weight max(alpha, 1/(n+1))), so the first buckets are learnt
  * almost as a running mean. The profile is used for prediction only after one
  * full period of slot changes has been seen; before that it learns with weight
- * max(gamma, 1/cycles).
+ * max(gamma, 1/cycles). While the profile is in use the slope only decays
+ * (a trend term would chase the cycle), and when it comes into use the
+ * warm-up restarts, since the spread learnt until then holds the cycle.
  *
  * The spread is an EWMA of |clipped residual| times sqrt(pi/2) (sigma for a
  * Normal residual), with floors (absolute, relative to |level|), so a flat
@@ -38,16 +40,18 @@
 
 /* ---- parameters (shared by every metric of a class; not per-metric state) ---- */
 typedef struct bg_baseline_params {
-    float alpha;       /* level smoothing per update, (0, 1]; default 0.15 */
+    float alpha;       /* level smoothing per update, (0, 1]; default 0.3 */
     float beta;        /* slope smoothing (fraction of the level correction), [0, 1];
                           default 0.3; 0 disables the trend */
     float phi;         /* slope damping per update, [0, 1]; default 0.95 */
-    float alpha_scale; /* spread smoothing per update, (0, 1]; default 0.08 */
-    float gamma;       /* seasonal smoothing per update, [0, 1]; default 0.10; 0 disables */
+    float alpha_scale; /* spread smoothing per update, (0, 1]; default 0.02 */
+    float alpha_seasonal; /* level smoothing while the profile is in use, (0, 1]; default
+                             0.05 (slow, so the profile, not the level, follows the cycle) */
+    float gamma;       /* seasonal smoothing per update, [0, 1]; default 0.20; 0 disables */
     float clip;        /* residual clip in updates, in sigmas, > 0; default 3 */
     float rel_floor;   /* sigma >= rel_floor * |level|, >= 0; default 0.002 */
     float abs_floor;   /* sigma >= abs_floor, metric units, > 0; default 1e-9 */
-    uint16_t warmup;   /* updates before residuals are clipped and z trusted, >= 1; default 5 */
+    uint16_t warmup;   /* updates before residuals are clipped and z trusted, >= 1; default 8 */
     uint32_t period_s; /* seasonal period in seconds; default 86400; 0 disables the profile */
 } bg_baseline_params;
 

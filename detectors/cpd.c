@@ -27,7 +27,7 @@ static int sens_ok(float sens) {
 
 void bg_cusum_params_default(bg_cusum_params *p) {
     p->k = 0.5f;
-    p->h = 5.0f;
+    p->h = 8.0f;
 }
 
 bg_err bg_cusum_params_check(const bg_cusum_params *p) {
@@ -67,7 +67,7 @@ double bg_cusum_level(const bg_cusum *c, const bg_cusum_params *p, float sens) {
 
 void bg_ph_params_default(bg_ph_params *p) {
     p->delta = 0.5f;
-    p->lambda = 8.0f;
+    p->lambda = 15.0f;
 }
 
 bg_err bg_ph_params_check(const bg_ph_params *p) {
@@ -269,10 +269,13 @@ bg_err bg_bocpd_update(bg_bocpd *b, float sens, double z, double *p_change, int 
         bg_bocpd_reset(b);
         total = 1.0;
     }
+    /* a "recent change" is a run shorter than `recent` that is also shorter
+     * than the time since the reset: the reset itself is not a change */
+    uint32_t lim = b->p.recent < b->n - 1 ? b->p.recent : b->n - 1;
     double pc = 0.0;
     for (uint32_t r = 0; r < b->n; r++) {
         b->prob[r] /= total;
-        if (r < b->p.recent)
+        if (r < lim)
             pc += b->prob[r];
     }
     *p_change = pc;

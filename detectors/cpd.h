@@ -8,14 +8,14 @@
  *
  *   CUSUM  S+ = max(0, S+ + z - k), S- = max(0, S- - z - k); alarm when
  *          S+ or S- exceeds h / sens, then both reset to 0. Defaults k = 0.5,
- *          h = 5 (for a 1-sigma shift, average run length between false
- *          alarms about 465 updates for Normal z; a 3-sigma shift is caught
- *          after about 2 updates). State 8 bytes.
+ *          h = 8 (average run length between false alarms of order 10^4
+ *          updates for in-control Normal z; a 3-sigma shift is caught after
+ *          about 4 updates, a 5-sigma one after about 2). State 8 bytes.
  *   PH     Page-Hinkley against the running mean of z since the last reset:
  *          m+ accumulates z - mean - delta and alarms when m+ - min(m+)
  *          exceeds lambda / sens (and mirrored downwards). Unlike CUSUM it
  *          compares with the segment's own mean, so it also sees a drift the
- *          baseline is slowly absorbing. Defaults delta = 0.5, lambda = 8.
+ *          baseline is slowly absorbing. Defaults delta = 0.5, lambda = 15.
  *          State 24 bytes.
  *   BOCPD  run-length posterior P(r_t | z_1..t) with a constant hazard
  *          1/hazard_len and a Normal model of unknown mean and variance
@@ -23,7 +23,7 @@
  *          fitting standardised input), Student-t predictive. The distribution
  *          is truncated to max_run run lengths: mass that would grow past the
  *          last one stays in it (its statistics are kept), so memory is
- *          bounded. Reported change probability = P(r_t < recent) ; alarm when
+ *          bounded. Reported change probability = P(r_t < min(recent, updates since reset)); alarm when
  *          it exceeds threshold (raised towards 1 for sens < 1, lowered for
  *          sens > 1, see bg_bocpd_threshold()). Defaults hazard_len = 200,
  *          max_run = 64, recent = 5, threshold = 0.6. State
@@ -47,7 +47,7 @@ typedef enum bg_cpd_dir { BG_CPD_NONE = 0, BG_CPD_UP = 1, BG_CPD_DOWN = -1 } bg_
 /* ---- CUSUM ----------------------------------------------------------------- */
 typedef struct bg_cusum_params {
     float k; /* allowance (half the shift to detect), sigmas, >= 0; default 0.5 */
-    float h; /* decision threshold at sens 1, sigmas, > 0; default 5 */
+    float h; /* decision threshold at sens 1, sigmas, > 0; default 8 */
 } bg_cusum_params;
 
 typedef struct bg_cusum {
@@ -67,7 +67,7 @@ double bg_cusum_level(const bg_cusum *c, const bg_cusum_params *p, float sens);
 /* ---- Page-Hinkley ------------------------------------------------------------ */
 typedef struct bg_ph_params {
     float delta;  /* tolerated drift per update, sigmas, >= 0; default 0.5 */
-    float lambda; /* threshold at sens 1, sigmas, > 0; default 8 */
+    float lambda; /* threshold at sens 1, sigmas, > 0; default 15 */
 } bg_ph_params;
 
 typedef struct bg_ph {

@@ -18,12 +18,13 @@ void bg_stack_params_default(bg_stack_params *p) {
     bg_bocpd_params_default(&p->bocpd);
     p->use_bocpd = 0;
     p->sensitivity = 1.0f;
-    p->spike_z = 6.0f;
+    p->spike_z = 12.0f;
     p->z_clip = 4.0f;
     p->exit_z = 2.0f;
     p->quiet = 2;
     p->adapt_after = 6;
     p->refractory = 0;
+    p->confirm = 2;
 }
 
 static int pos_finite(float v) {
@@ -36,7 +37,8 @@ bg_err bg_stack_params_check(const bg_stack_params *p) {
         bg_bocpd_params_check(&p->bocpd) != BG_OK || (p->use_bocpd != 0 && p->use_bocpd != 1) ||
         !isfinite(p->sensitivity) || p->sensitivity < BG_CPD_SENS_MIN ||
         p->sensitivity > BG_CPD_SENS_MAX || !pos_finite(p->spike_z) || !pos_finite(p->z_clip) ||
-        !pos_finite(p->exit_z) || p->quiet < 1 || p->adapt_after < 1)
+        !pos_finite(p->exit_z) || p->quiet < 1 || p->adapt_after < 1 ||
+        p->confirm < 1)
         return BG_ERR_INVALID;
     return BG_OK;
 }
@@ -70,22 +72,13 @@ bg_err bg_stack_metric_step(bg_stack_metric *m, const bg_stack_params *p, bg_boc
         bocpd = NULL;
     float sens = p->sensitivity;
     int in_burst = m->phase == BG_STACK_ONSET || m->phase == BG_STACK_PEAK;
-    int warm;
-    if (in_burst) {
+    /* the forecast and z come first; the baseline learns x only when x
+     * does not start a burst, so an onset value never moves it */
+    if (in_burst)
         bg_baseline_coast(&m->base, &p->baseline);
-        bg_baseline_predict(&m->base, &p->baseline, t_s, &o.expected, &o.sigma);
-        o.z = (x - o.expected) / o.sigma;
-        warm = 1;
-    } else {
-        bg_baseline_obs obs;
-        bg_err e = bg_baseline_update(&m->base, &p->baseline, t_s, x, &obs);
-        if (e != BG_OK)
-            return e;
-        o.expected = obs.expected;
-        o.sigma = obs.sigma;
-        o.z = obs.warm ? obs.z : 0.0;
-        warm = obs.warm;
-    }
+    bg_baseline_predict(&m->base, &p->baseline, t_s, &o.expected, &o.sigma);
+    int warm = in_burst || m->base.n >= p->baseline.warmup;
+    o.z = warm ? (x - o.expected) / o.sigma : 0.0;
     if (!isfinite(o.z)) /* x finite but so far off that the ratio overflowed */
         o.z = o.z > 0 ? 1e300 : -1e300;
 
@@ -116,19 +109,22 @@ bg_err bg_stack_metric_step(bg_stack_metric *m, const bg_stack_params *p, bg_boc
     if (!in_burst) {
         if (m->phase == BG_STACK_ENDED)
             m->phase = BG_STACK_NONE;
-        if (m->refract > 0) {
+        int onset = alarm && m->refract == 0;
+        if (m->refract > 0)
             m->refract--;
-        } else if (alarm) {
+        if (!onset) {
+            bg_err e = bg_baseline_update(&m->base, &p->baseline, t_s, x, NULL);
+            if (e != BG_OK)
+                return e;
+        } else {
             m->phase = BG_STACK_ONSET;
             m->dir = (int8_t)dir;
             m->burst_len = 1;
             m->quiet_run = 0;
             m->burst_mean = (float)x;
             m->peak_z = (float)fabs(o.z);
-            o.changepoint = 1;
-            /* the onset value must not teach the baseline: undo is not
-             * possible, but the clipped update moved it at most clip*alpha
-             * sigmas; detectors restart to measure the burst afresh */
+            o.changepoint = p->confirm == 1;
+            /* the detectors restart to measure the burst afresh */
             bg_cusum_init(&m->cusum);
         }
     } else {
@@ -140,6 +136,8 @@ bg_err bg_stack_metric_step(bg_stack_metric *m, const bg_stack_params *p, bg_boc
         m->peak_z = (float)fmax((double)m->peak_z, fabs(o.z));
         int elevated = alarm || fabs(o.z) >= (double)p->exit_z / (double)sens;
         m->quiet_run = elevated ? 0 : (uint16_t)(m->quiet_run + 1);
+        if (m->burst_len == p->confirm && m->quiet_run == 0)
+            o.changepoint = 1;
         if (m->quiet_run >= p->quiet) {
             m->phase = BG_STACK_ENDED;
             m->refract = p->refractory;

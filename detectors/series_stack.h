@@ -14,7 +14,10 @@
  *      [0, 1]: 1 means a detector is at or over its threshold; 0 while cold;
  *   4. burst state machine:
  *        NONE  -> ONSET  on a change-point alarm (cusum, ph, bocpd or spike);
- *                        changepoint = 1 on this step only
+ *                        changepoint = 1 on the `confirm`-th step of the
+ *                        burst if it is still elevated then (default the
+ *                        second: a one-point spike is a burst with a score
+ *                        but not a change point)
  *        ONSET -> PEAK   the following steps while the burst lasts
  *        PEAK  -> ENDED  after `quiet` steps in a row with |z| < exit_z / sens
  *                        and no alarm (the baseline resumes learning), or
@@ -58,12 +61,15 @@ typedef struct bg_stack_params {
     bg_bocpd_params bocpd;       /* see cpd.h; used when use_bocpd */
     int use_bocpd;               /* 0/1; default 0 (the compact per-identity form) */
     float sensitivity;           /* the per-class knob, [0.25, 4]; default 1; divides thresholds */
-    float spike_z;               /* |z| at sens 1 that alarms on its own, > 0; default 6 */
+    float spike_z;               /* |z| at sens 1 that alarms on its own, > 0; default 12 */
     float z_clip;                /* |z| fed to CUSUM/PH/BOCPD is clipped here, > 0; default 4 */
     float exit_z;                /* a burst step is quiet when |z| < exit_z / sens, > 0; default 2 */
     uint16_t quiet;              /* quiet steps in a row that end a burst, >= 1; default 2 */
     uint16_t adapt_after;        /* burst steps after which the change is lasting, >= 1; default 6 */
     uint16_t refractory;         /* steps after ENDED without a new ONSET; default 0 */
+    uint16_t confirm;            /* changepoint is raised on the confirm-th step of a burst
+                                    (1 = on ONSET); a shorter burst (a spike) raises none,
+                                    only its score and phases, >= 1; default 2 */
 } bg_stack_params;
 
 /* Per-metric state (the compact form the engine embeds per identity). */
@@ -87,7 +93,7 @@ typedef struct bg_stack_out {
     double z;             /* (x - expected) / sigma; 0 while cold */
     double score;         /* anomaly score, [0, 1] */
     double p_change;      /* BOCPD P(recent change), [0, 1]; 0 without BOCPD */
-    int changepoint;      /* 1 on the ONSET step of a burst, else 0 */
+    int changepoint;      /* 1 on the confirm-th step of a burst, else 0 */
     bg_stack_phase phase; /* phase after this step */
     bg_cpd_dir dir;       /* direction of the current burst */
     unsigned fired;       /* BG_STACK_FIRED_* bits of detectors that alarmed on this step */

@@ -14,5 +14,6 @@ int bg_cli_parse_long(const char *what, const char *s, long min, long max, long 
 int bg_run_main(int argc, char **argv);
 int bg_demo_main(int argc, char **argv);
 int bg_policy_main(int argc, char **argv);
+int bg_series_main(int argc, char **argv);
 
 #endif

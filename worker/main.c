@@ -16,6 +16,8 @@ static void usage(FILE *f) {
                "  mock-broker [--brokers N] [--partitions N]\n"
                "                      a standalone mock Kafka cluster with the contract topics\n"
                "  policy check FILE   validate a policy file and print what it means\n"
+               "  series --in FILE.csv [--out FILE.csv] [--sensitivity X]\n"
+               "                      one metric's baseline + change-point stack over a CSV\n"
                "  config defaults     every configuration key with its type, default and meaning\n"
                "  version             print the version\n"
                "\n"
@@ -36,6 +38,8 @@ int main(int argc, char **argv) {
         return bg_mock_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "policy"))
         return bg_policy_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "series"))
+        return bg_series_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "config")) {
         if (argc != 3 || strcmp(argv[2], "defaults") != 0)
             return bg_cli_usage_error("usage: burstguard config defaults");

@@ -1,0 +1,346 @@
+/* `burstguard series --in FILE.csv [--out FILE.csv] [--sensitivity X]`
+ *
+ * Runs one metric's baseline + change-point stack (detectors/series_stack.h,
+ * the engine's defaults) over a `timestamp,value` CSV, the format of the
+ * public anomaly and change-point benchmarks, and writes
+ * `timestamp,value,anomaly_score,changepoint`: a header, then one row per
+ * input row, in order, each computed before the next row is read (online).
+ * The timestamp and value columns are echoed as written.
+ *
+ * Input: an optional header line (a first line whose value column is not a
+ * number); blank lines are skipped; CRLF is accepted; a field may be wrapped
+ * in double quotes. Timestamps are `YYYY-MM-DD HH:MM:SS` (or with `T`), read
+ * as UTC, or integers (seconds). Values are finite decimal numbers.
+ *
+ * Errors (exit 2, one line on stderr naming the file and line): missing or
+ * unreadable file, a row without exactly two fields, a bad timestamp, a
+ * non-numeric, NaN or infinite value, a line over 64 KiB. Rows before the bad
+ * one have been written to stdout; an --out file is removed. Exit 1 when the
+ * output cannot be written.
+ *
+ * bg_series_process() is the whole loop over streams, also driven by the
+ * fuzz target tests/fuzz/fuzz_series_csv.c. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "detectors/series_stack.h"
+
+#define SERIES_LINE_MAX (64 * 1024)
+
+/* Not in a header (the module's only caller outside this file is the fuzz
+ * target, which declares it too): 0 ok, 1 write or memory failure, 2 bad
+ * input; err gets one line, "LINE: what" or a plain message. */
+int bg_series_process(FILE *in, FILE *out, const bg_stack_params *p, char *err, size_t err_size);
+
+static void set_err(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t n, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, n, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- one field --------------------------------------------------------- */
+
+typedef struct field {
+    const char *s; /* start, not NUL-terminated */
+    size_t n;      /* length */
+} field;
+
+static int is_space(char c) {
+    return c == ' ' || c == '\t';
+}
+
+static field trim(const char *s, size_t n) {
+    while (n && is_space(*s)) {
+        s++;
+        n--;
+    }
+    while (n && is_space(s[n - 1]))
+        n--;
+    if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
+        s++;
+        n -= 2;
+    }
+    field f = {s, n};
+    return f;
+}
+
+static int digits(const char *s, size_t n, int *out) {
+    int v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+/* days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm) */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static int days_in_month(int y, int m) {
+    static const int dm[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m == 2 && leap ? 29 : dm[m - 1];
+}
+
+/* 1 and *t (seconds) on success */
+static int parse_time(field f, int64_t *t) {
+    const char *s = f.s;
+    if (f.n == 19 && s[4] == '-' && s[7] == '-' && (s[10] == ' ' || s[10] == 'T') &&
+        s[13] == ':' && s[16] == ':') {
+        int y, mo, d, h, mi, se;
+        if (!digits(s, 4, &y) || !digits(s + 5, 2, &mo) || !digits(s + 8, 2, &d) ||
+            !digits(s + 11, 2, &h) || !digits(s + 14, 2, &mi) || !digits(s + 17, 2, &se))
+            return 0;
+        if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
+            se > 60)
+            return 0;
+        *t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se;
+        return 1;
+    }
+    size_t i = 0;
+    if (f.n && (s[0] == '-' || s[0] == '+'))
+        i = 1;
+    if (i == f.n || f.n - i > 18) /* 18 digits always fit in int64 */
+        return 0;
+    int64_t v = 0;
+    for (; i < f.n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        v = v * 10 + (s[i] - '0');
+    }
+    *t = s[0] == '-' ? -v : v;
+    return 1;
+}
+
+/* 1 number, 0 not a number, -1 NaN or infinite */
+static int parse_value(field f, double *v) {
+    char buf[128];
+    if (f.n == 0 || f.n >= sizeof buf)
+        return 0;
+    memcpy(buf, f.s, f.n);
+    buf[f.n] = 0;
+    for (size_t i = 0; i < f.n; i++) {
+        char c = buf[i];
+        /* decimal notation only: no hex floats, no "nan(...)" payloads */
+        if (!((c >= '0' && c <= '9') || c == '.' || c == '-' || c == '+' || c == 'e' ||
+              c == 'E')) {
+            char lower[8] = {0};
+            for (size_t k = 0; k < f.n && k < 7; k++)
+                lower[k] = (char)(buf[k] | 0x20);
+            const char *l = lower + (lower[0] == '-' || lower[0] == '+');
+            if (!strncmp(l, "nan", 3) || !strncmp(l, "inf", 3))
+                return -1;
+            return 0;
+        }
+    }
+    char *end;
+    errno = 0;
+    double d = strtod(buf, &end);
+    if (end != buf + f.n)
+        return 0;
+    if (!isfinite(d))
+        return -1; /* overflow to infinity */
+    *v = d;
+    return 1;
+}
+
+/* ---- the loop ------------------------------------------------------------ */
+
+int bg_series_process(FILE *in, FILE *out, const bg_stack_params *p, char *err, size_t err_size) {
+    bg_stack *st = NULL;
+    bg_err e = bg_stack_new(p, &st);
+    if (e != BG_OK) {
+        set_err(err, err_size, "cannot create the detector stack: %s", bg_err_str(e));
+        return e == BG_ERR_NOMEM ? 1 : 2;
+    }
+    char *line = malloc(SERIES_LINE_MAX + 2);
+    if (!line) {
+        bg_stack_free(st);
+        set_err(err, err_size, "out of memory");
+        return 1;
+    }
+    int rc = 0;
+    unsigned long lineno = 0;
+    int seen_row = 0;
+    if (fputs("timestamp,value,anomaly_score,changepoint\n", out) < 0)
+        rc = 1;
+    while (rc == 0) {
+        /* read one line by hand: fgets cannot tell an embedded NUL from the end */
+        size_t n = 0;
+        int c = 0, too_long = 0, nul = 0;
+        while ((c = getc(in)) != EOF && c != '\n') {
+            if (c == 0)
+                nul = 1;
+            if (n < SERIES_LINE_MAX)
+                line[n++] = (char)c;
+            else
+                too_long = 1;
+        }
+        if (c == EOF && n == 0 && !too_long) {
+            if (ferror(in)) {
+                set_err(err, err_size, "read error: %s", strerror(errno));
+                rc = 1;
+            }
+            break;
+        }
+        lineno++;
+        if (too_long) {
+            set_err(err, err_size, "line %lu: longer than %d bytes", lineno, SERIES_LINE_MAX);
+            rc = 2;
+            break;
+        }
+        if (nul) {
+            set_err(err, err_size, "line %lu: bad row: contains a NUL byte", lineno);
+            rc = 2;
+            break;
+        }
+        if (n && line[n - 1] == '\r')
+            n--;
+        line[n] = 0;
+        field whole = trim(line, n);
+        if (whole.n == 0)
+            continue;
+        const char *comma = memchr(line, ',', n);
+        if (!comma || memchr(comma + 1, ',', n - (size_t)(comma + 1 - line))) {
+            set_err(err, err_size, "line %lu: bad row: expected 2 comma-separated fields "
+                                   "(timestamp,value)", lineno);
+            rc = 2;
+            break;
+        }
+        field ft = trim(line, (size_t)(comma - line));
+        field fv = trim(comma + 1, n - (size_t)(comma + 1 - line));
+        double v = 0.0;
+        int pv = parse_value(fv, &v);
+        int64_t t = 0;
+        int pt = parse_time(ft, &t);
+        if (!seen_row && lineno == 1 && pv == 0 && !pt) {
+            seen_row = 1; /* header */
+            continue;
+        }
+        seen_row = 1;
+        if (!pt) {
+            set_err(err, err_size,
+                    "line %lu: bad timestamp '%.*s' (want YYYY-MM-DD HH:MM:SS or an integer)",
+                    lineno, (int)(ft.n > 40 ? 40 : ft.n), ft.s);
+            rc = 2;
+            break;
+        }
+        if (pv <= 0) {
+            set_err(err, err_size, "line %lu: %s value '%.*s'", lineno,
+                    pv < 0 ? "NaN or infinite" : "non-numeric", (int)(fv.n > 40 ? 40 : fv.n),
+                    fv.s);
+            rc = 2;
+            break;
+        }
+        bg_stack_out o;
+        e = bg_stack_step(st, t, v, &o);
+        if (e != BG_OK) {
+            set_err(err, err_size, "line %lu: %s", lineno, bg_err_str(e));
+            rc = 2;
+            break;
+        }
+        if (fprintf(out, "%.*s,%.*s,%.6f,%d\n", (int)ft.n, ft.s, (int)fv.n, fv.s, o.score,
+                    o.changepoint) < 0)
+            rc = 1;
+    }
+    if (rc == 0 && fflush(out) != 0)
+        rc = 1;
+    if (rc == 1 && !err[0])
+        set_err(err, err_size, "cannot write the output: %s", strerror(errno));
+    free(line);
+    bg_stack_free(st);
+    return rc;
+}
+
+/* ---- the command ---------------------------------------------------------- */
+
+static const char *series_usage =
+    "usage: burstguard series --in FILE.csv [--out FILE.csv] [--sensitivity X]";
+
+int bg_series_main(int argc, char **argv) {
+    const char *in_path = NULL, *out_path = NULL;
+    bg_stack_params p;
+    bg_stack_params_default(&p);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            printf("%s\n"
+                   "  reads timestamp,value rows (optional header; timestamps YYYY-MM-DD HH:MM:SS\n"
+                   "  or integer seconds) and writes timestamp,value,anomaly_score,changepoint,\n"
+                   "  online, one row per input row. --sensitivity scales every threshold\n"
+                   "  (0.25..4, default 1; higher alarms earlier).\n",
+                   series_usage);
+            return 0;
+        }
+        if (!strcmp(a, "--in") || !strcmp(a, "--out") || !strcmp(a, "--sensitivity")) {
+            if (i + 1 >= argc)
+                return bg_cli_usage_error("%s needs a value (%s)", a, series_usage);
+            const char *v = argv[++i];
+            if (!strcmp(a, "--in"))
+                in_path = v;
+            else if (!strcmp(a, "--out"))
+                out_path = v;
+            else {
+                char *end;
+                errno = 0;
+                double s = strtod(v, &end);
+                if (errno || end == v || *end || !(s >= BG_CPD_SENS_MIN && s <= BG_CPD_SENS_MAX))
+                    return bg_cli_usage_error(
+                        "--sensitivity: expected a number from %.2f to %.0f, got '%s'",
+                        (double)BG_CPD_SENS_MIN, (double)BG_CPD_SENS_MAX, v);
+                p.sensitivity = (float)s;
+            }
+            continue;
+        }
+        if (a[0] == '-')
+            return bg_cli_usage_error("series: unknown option '%s' (%s)", a, series_usage);
+        return bg_cli_usage_error("series: unexpected argument '%s' (%s)", a, series_usage);
+    }
+    if (!in_path)
+        return bg_cli_usage_error("series: --in FILE is required (%s)", series_usage);
+    FILE *in = fopen(in_path, "r");
+    if (!in)
+        return bg_cli_usage_error("series: cannot open %s: %s", in_path, strerror(errno));
+    FILE *out = stdout;
+    if (out_path) {
+        out = fopen(out_path, "w");
+        if (!out) {
+            int en = errno;
+            fclose(in);
+            fprintf(stderr, "burstguard: series: cannot create %s: %s\n", out_path, strerror(en));
+            return 1;
+        }
+    }
+    char err[512] = "";
+    int rc = bg_series_process(in, out, &p, err, sizeof err);
+    fclose(in);
+    if (out_path) {
+        if (fclose(out) != 0 && rc == 0) {
+            rc = 1;
+            snprintf(err, sizeof err, "cannot write the output: %s", strerror(errno));
+        }
+        if (rc != 0)
+            remove(out_path);
+    }
+    if (rc != 0)
+        fprintf(stderr, "burstguard: series: %s: %s\n",
+                rc == 2 ? in_path : (out_path ? out_path : "stdout"), err);
+    return rc;
+}
