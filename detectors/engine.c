@@ -27,7 +27,7 @@
 #include "engine_int.h"
 #include "hash.h"
 
-_Static_assert(sizeof(bg_ident) <= 248, "bg_ident grew beyond its stated 248 bytes");
+_Static_assert(sizeof(bg_ident) <= 192, "bg_ident grew beyond its stated 192 bytes");
 
 #define HOUR_MS 3600000
 

@@ -1,11 +1,11 @@
 /* Per-identity state of the engine (internal to detectors/).
  *
- * Budget: the resident struct is 248 bytes on LP64 (a static assert in
+ * Budget: the resident struct is 192 bytes on LP64 (a static assert in
  * engine.c keeps it so), plus the identity string itself; an identity with a
  * handful of destinations needs nothing else. What only some identities need
  * lives behind pointers that are NULL otherwise:
  *
- *   bg_ident, 248 bytes
+ *   bg_ident, 192 bytes
  *     hash, identity*, owner, first_seen      24   owner interned per engine
  *     bucket_start + bucket counters          32   calls, actions, tokens, cost,
  *                                                  secrets, tools, new dests, hot
@@ -13,7 +13,6 @@
  *     traces[2]                                8   fan-out under one trace counts once
  *     envelope usage                          16
  *     seen (bg_novel)                         40   <= 8 items inline, then <= 1 KiB heap
- *     base[7] (bg_ewma)                       56   per-metric rate baselines
  *     src_first[3], src_span[3]               36   the current bucket's input offsets
  *     recent*, burst*                         16
  *   heap, when needed:
@@ -34,24 +33,6 @@
 #include "verdict.h"
 
 #define BG_RECENT_MAX 8u /* secrets / novel destinations kept per identity within the window */
-
-/* Metrics with a rate baseline, per bucket. */
-typedef enum bg_metric {
-    BG_M_ACTIONS,      /* usage events, a trace's fan-out counted once */
-    BG_M_API_CALLS,    /* sum of api_calls */
-    BG_M_TOKENS,       /* tokens in + out */
-    BG_M_COST,         /* micro-dollars */
-    BG_M_SECRETS,      /* secret issuances */
-    BG_M_TOOLCALLS,    /* tool calls */
-    BG_M_DESTINATIONS, /* novel destinations (first use) */
-    BG_METRIC_COUNT
-} bg_metric;
-
-/* Exponentially weighted mean and variance of one metric's per-bucket value. */
-typedef struct bg_ewma {
-    float mean; /* per bucket */
-    float var;  /* per bucket^2 */
-} bg_ewma;
 
 typedef struct bg_recent_secret {
     uint64_t hash;  /* of secret_id */
@@ -127,7 +108,6 @@ typedef struct bg_ident {
     uint16_t env_new_secrets, env_new_dests;
     int64_t env_cost;       /* micro-dollars */
     bg_novel seen;          /* first-seen destinations, scopes, tool bigrams */
-    bg_ewma base[BG_METRIC_COUNT];
     int64_t src_first[3];   /* first input offset of the current bucket per input, -1 = none */
     uint32_t src_span[3];   /* last - first, saturating */
     bg_recent *recent;      /* NULL unless something is within the correlation window */

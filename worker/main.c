@@ -4,6 +4,7 @@
 
 #include "cli.h"
 #include "config.h"
+#include "../detectors/simd.h"
 #include "mock.h"
 
 static void usage(FILE *f) {
@@ -27,6 +28,10 @@ static void usage(FILE *f) {
 int main(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
+        return 2;
+    }
+    if (bg_simd_init_from_env() != BG_OK) {
+        fprintf(stderr, "burstguard: BG_SIMD must be scalar, avx2 or avx512 (and supported by this CPU)\n");
         return 2;
     }
     const char *cmd = argv[1];
