@@ -27,7 +27,25 @@
 #include "engine_int.h"
 #include "hash.h"
 
-_Static_assert(sizeof(bg_ident) <= 192, "bg_ident grew beyond its stated 192 bytes");
+_Static_assert(sizeof(bg_ident) <= 200, "bg_ident grew beyond its stated 200 bytes");
+
+/* A change-point alarm becomes a signal only when the change is material:
+ * the bucket holds at least 3x what the baseline expects and exceeds it by at
+ * least this much (divided by the class sensitivity). Per identity and metric
+ * the detectors alarm about once per ~10 000 buckets in control; across a
+ * fleet that would still be a steady trickle of verdicts about nothing. */
+static const double material_abs[BG_METRIC_COUNT] = {
+    [BG_M_ACTIONS] = 20,      [BG_M_API_CALLS] = 100, [BG_M_TOKENS] = 50000,
+    [BG_M_COST] = 50000,      [BG_M_SECRETS] = 5,     [BG_M_TOOLCALLS] = 20,
+    [BG_M_DESTINATIONS] = 5,
+};
+static const char *const metric_code[BG_METRIC_COUNT] = {
+    [BG_M_ACTIONS] = "rate_change_actions",     [BG_M_API_CALLS] = "rate_change_api_calls",
+    [BG_M_TOKENS] = "rate_change_tokens",       [BG_M_COST] = "rate_change_cost",
+    [BG_M_SECRETS] = "rate_change_secrets",     [BG_M_TOOLCALLS] = "rate_change_toolcalls",
+    [BG_M_DESTINATIONS] = "rate_change_new_destinations",
+};
+#define GAP_STEPS 5 /* empty buckets fed to the detectors after a pause; the rest are skipped */
 
 #define HOUR_MS 3600000
 
@@ -150,6 +168,7 @@ static bg_err ident_get(bg_engine *e, bg_str identity, int64_t t, bg_ident **out
 }
 
 static void ident_free(bg_engine *e, bg_ident *id) {
+    free(id->det);
     bg_burst_free(e, id);
     bg_corr_free(id);
     bg_novel_free(&id->seen);
@@ -163,6 +182,49 @@ static bool learned(const bg_engine *e, const bg_ident *id, int64_t t) {
 
 /* ---- buckets ------------------------------------------------------------------ */
 
+static const char *detector_name(unsigned fired) {
+    if (fired & BG_STACK_FIRED_SPIKE)
+        return "spike";
+    if (fired & BG_STACK_FIRED_CUSUM)
+        return "cusum";
+    if (fired & BG_STACK_FIRED_PH)
+        return "page_hinkley";
+    return "bocpd";
+}
+
+/* Feed the closing bucket (then up to GAP_STEPS empty ones) to the
+ * identity's detectors. *hot: a metric is inside a detected burst. Material
+ * onsets are written as reasons into r. */
+static void detect(bg_engine *e, bg_ident *id, int64_t closed, const bg_class_policy *k,
+                   bg_reason r[BG_MAX_REASONS], uint32_t *nr, bool *hot) {
+    const double x[BG_METRIC_COUNT] = {
+        [BG_M_ACTIONS] = id->b_actions, [BG_M_API_CALLS] = id->b_calls,
+        [BG_M_TOKENS] = id->b_tokens,   [BG_M_COST] = id->b_cost,
+        [BG_M_SECRETS] = id->b_secrets, [BG_M_TOOLCALLS] = id->b_tools,
+        [BG_M_DESTINATIONS] = id->b_new_dests,
+    };
+    bg_stack_params sp = e->stack;
+    sp.sensitivity = (float)k->sensitivity;
+    int64_t steps = closed < 1 + GAP_STEPS ? closed : 1 + GAP_STEPS;
+    for (int64_t s = 0; s < steps; s++) {
+        int64_t ts = (id->bucket_start + s * e->policy->bucket_ms) / 1000;
+        for (int m = 0; m < BG_METRIC_COUNT; m++) {
+            bg_stack_out o;
+            if (bg_stack_metric_step(&id->det->m[m], &sp, NULL, ts, s ? 0.0 : x[m], &o))
+                continue;
+            if (s || o.dir != BG_CPD_UP)
+                continue;
+            if (o.phase == BG_STACK_ONSET || o.phase == BG_STACK_PEAK)
+                *hot = true;
+            double floor_abs = material_abs[m] / k->sensitivity;
+            if (o.phase == BG_STACK_ONSET && x[m] >= 3.0 * o.expected &&
+                x[m] - o.expected >= floor_abs)
+                bg_reason_add(r, nr, metric_code[m], detector_name(o.fired), x[m], o.expected,
+                              o.expected + floor_abs, o.score);
+        }
+    }
+}
+
 /* Close the buckets before the one holding t. */
 static bg_err roll_to(bg_engine *e, bg_ident *id, int64_t t, bg_outputs *out) {
     const bg_policy *p = e->policy;
@@ -170,6 +232,45 @@ static bg_err roll_to(bg_engine *e, bg_ident *id, int64_t t, bg_outputs *out) {
     if (b <= id->bucket_start)
         return BG_OK;
     int64_t closed = (b - id->bucket_start) / p->bucket_ms;
+    const bg_class_policy *k = &p->classes[id->klass < p->n_classes ? id->klass : p->default_class];
+    bool had_events = id->b_actions || id->b_secrets || id->b_tools || id->b_calls;
+    if (had_events && id->active < UINT16_MAX)
+        id->active++;
+    if (!id->det && id->active >= BG_DETECT_AFTER) {
+        id->det = malloc(sizeof *id->det);
+        if (!id->det)
+            return BG_ERR_NOMEM;
+        for (int m = 0; m < BG_METRIC_COUNT; m++)
+            bg_stack_metric_init(&id->det->m[m]);
+    }
+    bg_reason dr[BG_MAX_REASONS];
+    uint32_t ndr = 0;
+    bool det_hot = false;
+    if (id->det)
+        detect(e, id, closed, k, dr, &ndr, &det_hot);
+    if (det_hot)
+        id->b_hot = 1;
+    if (ndr) {
+        /* a material rate change, decided when its bucket closed; part of the
+         * open burst, if any, before the quiet buckets are counted */
+        int64_t at = id->bucket_start + p->bucket_ms;
+        const char *owner = bg_engine_owner(e, id);
+        bg_str ids = {id->identity, (uint32_t)strlen(id->identity)};
+        bg_str own = {owner, owner ? (uint32_t)strlen(owner) : 0};
+        const bg_envelope *env = bg_policy_envelope_for(p, ids, k->name, own, at - 1);
+        bg_signal sig = {.cls = env ? BG_CLASS_PLANNED : BG_CLASS_UNEXPECTED,
+                         .action = env ? BG_ACT_ALLOW : k->unexpected_action,
+                         .klass = k,
+                         .env = env,
+                         .reasons = dr,
+                         .n_reasons = ndr,
+                         .t = at - 1};
+        bg_err err = bg_burst_raise(e, id, &sig, out);
+        if (err)
+            return err;
+        if (id->burst && id->burst->last_hot < at - 1)
+            id->burst->last_hot = at - 1;
+    }
     if (id->burst) {
         bg_burst *bu = id->burst;
         /* the current bucket, then the empty ones up to t */
@@ -182,7 +283,6 @@ static bg_err roll_to(bg_engine *e, bg_ident *id, int64_t t, bg_outputs *out) {
                 return err;
         }
     }
-    id->buckets = closed > UINT16_MAX - id->buckets ? UINT16_MAX : (uint16_t)(id->buckets + closed);
     if (floor_div(b, HOUR_MS) != floor_div(id->bucket_start, HOUR_MS)) {
         id->h_cost = 0;
         id->h_secrets = id->h_grants = 0;
@@ -232,6 +332,7 @@ bg_err bg_engine_new(const bg_policy *policy, int32_t partition, bg_engine **out
     e->partition = partition;
     e->st.stream_time = INT64_MIN;
     e->st.watermark = INT64_MIN;
+    bg_stack_params_default(&e->stack);
     /* eps 0.001, delta 0.01: 2719 x 5 counters, 54 KiB per sketch */
     if (bg_cms_new(0.001, 0.01, &e->dest_pop) || bg_cms_new(0.001, 0.01, &e->bigram_pop)) {
         bg_engine_free(e);
@@ -270,6 +371,8 @@ size_t bg_engine_state_bytes(const bg_engine *e) {
         n += sizeof *id + strlen(id->identity) + 1 + bg_novel_heap_bytes(&id->seen);
         if (id->recent)
             n += sizeof *id->recent;
+        if (id->det)
+            n += sizeof *id->det;
         if (id->burst)
             n += sizeof *id->burst + bg_hll_bytes(&id->burst->dests) +
                  bg_hll_bytes(&id->burst->traces) - 2 * sizeof(bg_hll);
@@ -406,6 +509,7 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
     const char *owner = bg_engine_owner(e, id);
     bg_str own = ev->owner.ptr ? ev->owner : (bg_str){owner, owner ? (uint32_t)strlen(owner) : 0};
     const bg_class_policy *k = bg_policy_class_for(p, ev->identity, own, ev->workload_class);
+    id->klass = (uint16_t)(k - p->classes);
     const bg_envelope *env = bg_policy_envelope_for(p, ev->identity, k->name, own, t);
     uint32_t eh = env ? (uint32_t)bg_hash64(env->envelope_id, strlen(env->envelope_id), 0) | 1u : 0;
     if (eh != id->env_hash) {

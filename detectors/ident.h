@@ -1,11 +1,11 @@
 /* Per-identity state of the engine (internal to detectors/).
  *
- * Budget: the resident struct is 192 bytes on LP64 (a static assert in
+ * Budget: the resident struct is 200 bytes on LP64 (a static assert in
  * engine.c keeps it so), plus the identity string itself; an identity with a
  * handful of destinations needs nothing else. What only some identities need
  * lives behind pointers that are NULL otherwise:
  *
- *   bg_ident, 192 bytes
+ *   bg_ident, 200 bytes
  *     hash, identity*, owner, first_seen      24   owner interned per engine
  *     bucket_start + bucket counters          32   calls, actions, tokens, cost,
  *                                                  secrets, tools, new dests, hot
@@ -14,13 +14,15 @@
  *     envelope usage                          16
  *     seen (bg_novel)                         40   <= 8 items inline, then <= 1 KiB heap
  *     src_first[3], src_span[3]               36   the current bucket's input offsets
- *     recent*, burst*                         16
+ *     recent*, burst*, det*                   24
  *   heap, when needed:
+ *     det: the change-point stacks of 7 metrics, once the identity has been
+ *     active in BG_DETECT_AFTER buckets (a quiet identity never pays)   560 B
  *     seen beyond 8 items                 64 B .. 1 KiB
  *     recent (secrets, novel destinations in the window)  ~520 B
  *     burst (while open)                      ~600 B + its two HyperLogLogs
- * A busy identity (hundreds of destinations, recent secrets) stays under
- * 2 KiB, plus ~0.5 KiB while a burst is open. */
+ * A busy identity (detectors, hundreds of destinations, recent secrets)
+ * stays under 2.3 KiB, plus ~0.6 KiB while a burst is open. */
 #ifndef BG_IDENT_H
 #define BG_IDENT_H
 
@@ -30,9 +32,30 @@
 #include "hll.h"
 #include "novelty.h"
 #include "policy.h"
+#include "series_stack.h"
 #include "verdict.h"
 
 #define BG_RECENT_MAX 8u /* secrets / novel destinations kept per identity within the window */
+
+/* Metrics with a baseline + change-point stack, per bucket. */
+typedef enum bg_metric {
+    BG_M_ACTIONS,      /* usage events, a trace's fan-out counted once (distinct traces) */
+    BG_M_API_CALLS,    /* sum of api_calls */
+    BG_M_TOKENS,       /* tokens in + out */
+    BG_M_COST,         /* micro-dollars */
+    BG_M_SECRETS,      /* secret issuances */
+    BG_M_TOOLCALLS,    /* tool calls */
+    BG_M_DESTINATIONS, /* destinations used for the first time */
+    BG_METRIC_COUNT
+} bg_metric;
+
+/* The detectors of an identity that is active often enough to have a
+ * baseline (BG_DETECT_AFTER active buckets); allocated then, 560 bytes. */
+typedef struct bg_detect {
+    bg_stack_metric m[BG_METRIC_COUNT];
+} bg_detect;
+
+#define BG_DETECT_AFTER 3u /* active buckets before an identity gets its detectors */
 
 typedef struct bg_recent_secret {
     uint64_t hash;  /* of secret_id */
@@ -100,8 +123,8 @@ typedef struct bg_ident {
     uint64_t h_cost;        /* micro-dollars */
     uint16_t h_secrets;     /* issuances */
     uint16_t h_grants;      /* SERVICE_IDENTITY / OAUTH_GRANT issuances */
-    uint16_t buckets;       /* closed buckets seen (baseline warm-up), saturating */
-    uint16_t pad1;
+    uint16_t active;        /* closed buckets that had events, saturating */
+    uint16_t klass;         /* index of the class of the latest event */
     uint32_t traces[2];     /* fingerprints of the latest trace ids, 0 = empty */
     /* usage under the envelope that applies now */
     uint32_t env_hash;      /* of its envelope_id, 0 = none */
@@ -112,6 +135,7 @@ typedef struct bg_ident {
     uint32_t src_span[3];   /* last - first, saturating */
     bg_recent *recent;      /* NULL unless something is within the correlation window */
     bg_burst *burst;        /* NULL unless a burst is open */
+    bg_detect *det;         /* NULL until the identity has been active BG_DETECT_AFTER buckets */
 } bg_ident;
 
 #endif

@@ -408,8 +408,9 @@ static void test_signal_reasons(void **state) {
     bg_policy_free(&p);
 }
 
-/* The stated budget: an identity with a handful of destinations holds its
- * 192-byte struct plus its identity string, nothing more (<= 256). */
+/* The stated budget: a quiet identity with a handful of destinations holds
+ * its 200-byte struct plus its identity string, nothing more (<= 256); one
+ * active in more buckets adds its 560 bytes of detectors. */
 static void test_state_bytes(void **state) {
     (void)state;
     bg_policy p;
@@ -427,7 +428,7 @@ static void test_state_bytes(void **state) {
         for (int d = 0; d < 5; d++) {
             char dest[32];
             snprintf(dest, sizeof dest, "d%d.example", d);
-            tev t = {'u', name, 1 + d, dest, 1, NULL};
+            tev t = {'u', name, 1 + d * 0.1, dest, 1, NULL}; /* all in one bucket */
             bg_event ev;
             to_event(&t, &ev);
             assert_int_equal(bg_engine_observe(e, &ev, 0, &out), BG_OK);
@@ -441,7 +442,125 @@ static void test_state_bytes(void **state) {
     size_t per = (bytes - sketches - 2048 * sizeof(void *) - names) / (size_t)n;
     print_message("%d identities: %zu bytes; %zu per identity beyond its name and slot\n", n,
                   bytes, per);
-    assert_true(per <= 192);
+    assert_true(per <= 200);
+    /* the same identities active in ten more buckets get their detectors */
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "spiffe://t/svc/mem-%04d", i);
+        for (int m = 0; m < 10; m++) {
+            tev t = {'u', name, 2 + m, "d0.example", 1, NULL};
+            bg_event ev;
+            to_event(&t, &ev);
+            assert_int_equal(bg_engine_observe(e, &ev, 0, &out), BG_OK);
+        }
+    }
+    size_t busy = (bg_engine_state_bytes(e) - sketches - 2048 * sizeof(void *) - names) / (size_t)n;
+    print_message("active in 11 buckets: %zu per identity\n", busy);
+    assert_true(busy <= 200 + 560);
+    assert_int_equal(out.n_verdicts, 0);
+    bg_engine_free(e);
+    bg_outputs_free(&out);
+    bg_policy_free(&p);
+}
+
+/* Detectors: a rate change far below the static limits is found when its
+ * bucket closes; the same volume under one trace id (fan-out) is one action
+ * and is not; steady noisy traffic raises nothing (fixed seed). */
+static uint64_t rng_state = 7;
+static uint64_t rnd(void) {
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void feed_usage(bg_engine *e, bg_outputs *out, const char *who, double at,
+                       const char *trace) {
+    tev t = {'u', who, at, "a.example", 1, NULL};
+    bg_event ev;
+    to_event(&t, &ev);
+    if (trace)
+        ev.trace_id = S(trace);
+    assert_int_equal(bg_engine_observe(e, &ev, 0, out), BG_OK);
+}
+
+/* 3..6 actions a minute from minute `from` to `to` */
+static void steady(bg_engine *e, bg_outputs *out, const char *who, int from, int to) {
+    for (int m = from; m < to; m++) {
+        int n = 3 + (int)(rnd() % 4);
+        for (int k = 0; k < n; k++)
+            feed_usage(e, out, who, m + (k + 0.5) / (n + 1), NULL);
+    }
+}
+
+static void test_detector_rate_change(void **state) {
+    (void)state;
+    bg_policy p;
+    make_policy(&p, true);
+    bg_engine *e;
+    assert_int_equal(bg_engine_new(&p, 0, &e), BG_OK);
+    bg_outputs out;
+    bg_outputs_init(&out);
+    steady(e, &out, ID, 0, 120);
+    assert_int_equal(out.n_verdicts, 0);
+    for (int k = 0; k < 80; k++) /* 80 actions in minute 120: the limit is 100 calls */
+        feed_usage(e, &out, ID, 120 + k / 100.0, NULL);
+    assert_int_equal(out.n_verdicts, 0); /* decided when the bucket closes */
+    feed_usage(e, &out, ID, 121.5, NULL);
+    assert_int_equal(out.n_verdicts, 1);
+    const bg_verdict *v = &out.verdicts[0];
+    assert_int_equal(v->classification, BG_CLASS_UNEXPECTED);
+    assert_int_equal(v->phase, BG_PHASE_ONSET);
+    assert_string_equal(v->reasons[0].code, "rate_change_actions");
+    assert_true(v->reasons[0].observed == 80.0);
+    assert_true(v->reasons[0].baseline > 2.0 && v->reasons[0].baseline < 8.0);
+    steady(e, &out, ID, 122, 200); /* back to normal: the burst ends, once */
+    size_t ended = 0;
+    for (size_t i = 0; i < out.n_verdicts; i++)
+        ended += out.verdicts[i].phase == BG_PHASE_ENDED;
+    assert_int_equal(ended, 1);
+    assert_int_equal(out.n_verdicts, 2);
+    bg_engine_free(e);
+    bg_outputs_free(&out);
+    bg_policy_free(&p);
+}
+
+static void test_detector_fanout_counts_once(void **state) {
+    (void)state;
+    bg_policy p;
+    make_policy(&p, true);
+    bg_engine *e;
+    assert_int_equal(bg_engine_new(&p, 0, &e), BG_OK);
+    bg_outputs out;
+    bg_outputs_init(&out);
+    steady(e, &out, ID, 0, 120);
+    for (int k = 0; k < 80; k++) /* one user action fanning out into 80 backend calls */
+        feed_usage(e, &out, ID, 120 + k / 100.0, "trace-one-action");
+    steady(e, &out, ID, 121, 200);
+    assert_int_equal(out.n_verdicts, 0);
+    bg_engine_free(e);
+    bg_outputs_free(&out);
+    bg_policy_free(&p);
+}
+
+static void test_detector_quiet_fleet(void **state) {
+    (void)state;
+    bg_policy p;
+    make_policy(&p, true);
+    bg_engine *e;
+    assert_int_equal(bg_engine_new(&p, 0, &e), BG_OK);
+    bg_outputs out;
+    bg_outputs_init(&out);
+    char name[64];
+    /* 100 identities x 6 hours of noisy steady traffic, minute by minute:
+     * 252 000 detector steps */
+    for (int m = 0; m < 360; m++)
+        for (int i = 0; i < 100; i++) {
+            snprintf(name, sizeof name, "spiffe://t/svc/fleet-%03d", i);
+            int n = (int)(rnd() % (2 + (uint64_t)i % 8));
+            for (int k = 0; k < n; k++)
+                feed_usage(e, &out, name, m + (k + 0.5) / (n + 1), NULL);
+        }
+    assert_int_equal(out.n_verdicts, 0);
     bg_engine_free(e);
     bg_outputs_free(&out);
     bg_policy_free(&p);
@@ -509,6 +628,9 @@ int main(void) {
         cmocka_unit_test(test_verdict_fields),
         cmocka_unit_test(test_signal_reasons),
         cmocka_unit_test(test_state_bytes),
+        cmocka_unit_test(test_detector_rate_change),
+        cmocka_unit_test(test_detector_fanout_counts_once),
+        cmocka_unit_test(test_detector_quiet_fleet),
         cmocka_unit_test(test_late_and_invalid),
         cmocka_unit_test(test_many_identities),
     };
