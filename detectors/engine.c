@@ -86,8 +86,18 @@ static bg_err owner_intern(bg_engine *e, bg_str owner, uint32_t *out) {
         if (!no)
             return BG_ERR_NOMEM;
         e->owners = no;
+        int64_t *nh = realloc(e->owner_hour, nc * sizeof *nh);
+        if (!nh)
+            return BG_ERR_NOMEM;
+        e->owner_hour = nh;
+        uint32_t *ng = realloc(e->owner_grants, nc * sizeof *ng);
+        if (!ng)
+            return BG_ERR_NOMEM;
+        e->owner_grants = ng;
         e->cap_owners = nc;
     }
+    e->owner_hour[e->n_owners] = INT64_MIN;
+    e->owner_grants[e->n_owners] = 0;
     char *d = malloc((size_t)owner.len + 1);
     if (!d)
         return BG_ERR_NOMEM;
@@ -351,6 +361,8 @@ void bg_engine_free(bg_engine *e) {
     for (uint32_t i = 0; i < e->n_owners; i++)
         free(e->owners[i]);
     free(e->owners);
+    free(e->owner_hour);
+    free(e->owner_grants);
     free(e->slots);
     bg_cms_free(e->dest_pop);
     bg_cms_free(e->bigram_pop);
@@ -402,8 +414,8 @@ static bool dest_allowed(const bg_envelope *env, bg_str d) {
 /* Limits, sprawl and TTL: the non-correlation signal of this event, if any,
  * into *s (its reasons in r). *volume: the bucket is beyond a class limit. */
 static bool limit_signal(bg_ident *id, const bg_event *ev, const bg_class_policy *k,
-                         const bg_envelope *env, bg_str dest, bg_reason r[BG_MAX_REASONS],
-                         bg_signal *s, bool *volume) {
+                         const bg_envelope *env, bg_str dest, uint32_t owner_grants,
+                         bg_reason r[BG_MAX_REASONS], bg_signal *s, bool *volume) {
     uint32_t nr = 0;
     const int64_t calls = id->b_calls, tok = id->b_tokens;
     const int64_t hcost = (int64_t)(id->h_cost > INT64_MAX ? INT64_MAX : id->h_cost);
@@ -465,6 +477,12 @@ static bool limit_signal(bg_ident *id, const bg_event *ev, const bg_class_policy
                           (double)k->max_identity_grants_per_hour,
                           (double)id->h_grants / (double)(k->max_identity_grants_per_hour ? k->max_identity_grants_per_hour : 1));
         }
+        if (over(owner_grants, k->max_owner_grants_per_hour)) {
+            cls = BG_CLASS_UNEXPECTED;
+            bg_reason_add(r, &nr, "owner_identity_sprawl", "static_limit", owner_grants, 0,
+                          (double)k->max_owner_grants_per_hour,
+                          (double)owner_grants / (double)(k->max_owner_grants_per_hour ? k->max_owner_grants_per_hour : 1));
+        }
         if (over(ev->u.secret.ttl_seconds, k->max_secret_ttl_seconds)) {
             cls = BG_CLASS_UNEXPECTED;
             bg_reason_add(r, &nr, "secret_ttl_above_max", "static_limit",
@@ -524,6 +542,7 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
     uint32_t n_extra = 0;
     bg_str dest = {NULL, 0};
     bool new_secret = false, novel = false;
+    uint32_t owner_grants = 0;
     switch (ev->kind) {
     case BG_EV_USAGE: {
         const bg_usage *u = &ev->u.usage;
@@ -544,8 +563,18 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
         const bg_secret *s = &ev->u.secret;
         id->b_secrets = inc_sat16(id->b_secrets);
         id->h_secrets = inc_sat16(id->h_secrets);
-        if (s->secret_kind == BG_SK_SERVICE_IDENTITY || s->secret_kind == BG_SK_OAUTH_GRANT)
+        if (s->secret_kind == BG_SK_SERVICE_IDENTITY || s->secret_kind == BG_SK_OAUTH_GRANT) {
             id->h_grants = inc_sat16(id->h_grants);
+            if (id->owner) {
+                uint32_t o = id->owner - 1;
+                int64_t hour = floor_div(t, HOUR_MS);
+                if (e->owner_hour[o] != hour) {
+                    e->owner_hour[o] = hour;
+                    e->owner_grants[o] = 0;
+                }
+                owner_grants = ++e->owner_grants[o];
+            }
+        }
         if (env)
             id->env_new_secrets = inc_sat16(id->env_new_secrets);
         for (uint32_t i = 0; i < s->n_scopes; i++) {
@@ -620,7 +649,7 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
     bool volume;
     bg_reason lr[BG_MAX_REASONS];
     bg_signal ls;
-    bool limited = limit_signal(id, ev, k, env, dest, lr, &ls, &volume);
+    bool limited = limit_signal(id, ev, k, env, dest, owner_grants, lr, &ls, &volume);
     if (limited)
         id->b_hot = 1;
     if ((novel || new_secret) && id->recent) {

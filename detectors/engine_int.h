@@ -14,6 +14,8 @@ struct bg_engine {
     bg_ident **slots; /* open addressing by identity hash */
     size_t cap, count;
     char **owners; /* interned owner strings; bg_ident.owner is index + 1 */
+    int64_t *owner_hour;    /* per owner: the clock hour its grant count is for */
+    uint32_t *owner_grants; /* per owner: SERVICE_IDENTITY / OAUTH_GRANT issuances that hour */
     uint32_t n_owners, cap_owners;
     bg_burst *bursts; /* open bursts */
     bg_cms *dest_pop;   /* identities per destination in this partition (rarity) */

@@ -29,6 +29,7 @@ bg_err bg_policy_init_default(bg_policy *p) {
     c->max_cost_micros_per_hour = -1;
     c->max_secrets_per_hour = -1;
     c->max_identity_grants_per_hour = -1;
+    c->max_owner_grants_per_hour = -1;
     c->max_secret_ttl_seconds = -1;
     c->sensitivity = 1.0;
     c->unexpected_action = BG_ACT_REVIEW;

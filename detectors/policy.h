@@ -31,6 +31,8 @@ typedef struct bg_class_policy {
     int64_t max_secrets_per_hour;     /* secret issuances per clock hour */
     int64_t max_identity_grants_per_hour; /* SERVICE_IDENTITY / OAUTH_GRANT issuances per clock
                                            * hour: more is identity sprawl, -1 = none */
+    int64_t max_owner_grants_per_hour; /* the same, summed over an owner's identities in one
+                                        * partition, -1 = none */
     int64_t max_secret_ttl_seconds;   /* a secret issued with a longer TTL is a signal, -1 = none */
     double sensitivity;               /* detector sensitivity, 0.25..4 (default 1): change-point
                                        * thresholds are divided by it */

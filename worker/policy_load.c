@@ -324,12 +324,13 @@ static const limit_row class_limits[] = {
     {"cost_micros_per_hour", offsetof(bg_class_policy, max_cost_micros_per_hour)},
     {"secrets_per_hour", offsetof(bg_class_policy, max_secrets_per_hour)},
     {"identity_grants_per_hour", offsetof(bg_class_policy, max_identity_grants_per_hour)},
+    {"owner_grants_per_hour", offsetof(bg_class_policy, max_owner_grants_per_hour)},
     {"secret_ttl_seconds", offsetof(bg_class_policy, max_secret_ttl_seconds)},
 };
 static const char *const class_limit_keys[] = {"api_calls_per_min",    "tokens_per_min",
                                                "cost_micros_per_hour", "secrets_per_hour",
-                                               "identity_grants_per_hour", "secret_ttl_seconds",
-                                               NULL};
+                                               "identity_grants_per_hour", "owner_grants_per_hour",
+                                               "secret_ttl_seconds", NULL};
 
 static const limit_row envelope_limits[] = {
     {"api_calls_per_min", offsetof(bg_envelope, max_api_calls_per_min)},
@@ -785,6 +786,7 @@ static void print_class(const bg_policy *p, uint32_t i, FILE *f) {
     print_money_limit(f, "cost:", c->max_cost_micros_per_hour, " per hour");
     print_limit(f, "secret issuances:", c->max_secrets_per_hour, "per hour");
     print_limit(f, "identity grants:", c->max_identity_grants_per_hour, "per hour");
+    print_limit(f, "grants per owner:", c->max_owner_grants_per_hour, "per hour (one partition)");
     print_limit(f, "secret TTL:", c->max_secret_ttl_seconds, "seconds at most");
     fprintf(f, "  detector sensitivity: %.2f (1 = default; higher alarms earlier)\n", c->sensitivity);
     fprintf(f, "  a burst beyond these limits outside any envelope: %s",

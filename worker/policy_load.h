@@ -20,6 +20,7 @@
  *         cost_micros_per_hour: 5000000
  *         secrets_per_hour: 20
  *         identity_grants_per_hour: 5   # SERVICE_IDENTITY / OAUTH_GRANT issuances (sprawl)
+ *         owner_grants_per_hour: 20     # the same over all of an owner's identities
  *         secret_ttl_seconds: 86400     # longest TTL a secret may be issued with
  *       unexpected_action: THROTTLE     # or REVIEW
  *       sensitivity: 1.0                # change-point detectors, 0.25..4

@@ -62,6 +62,7 @@ static void make_policy(bg_policy *p, bool enforce) {
     c->max_cost_micros_per_hour = -1;
     c->max_secrets_per_hour = 50;
     c->max_identity_grants_per_hour = 3;
+    c->max_owner_grants_per_hour = 5;
     c->max_secret_ttl_seconds = 7 * 86400;
     c->sensitivity = 1.0;
     c->unexpected_action = BG_ACT_THROTTLE;
@@ -408,6 +409,39 @@ static void test_signal_reasons(void **state) {
     bg_policy_free(&p);
 }
 
+/* Sprawl across an owner's identities: each stays under its own limit, the
+ * owner's total crosses the owner limit. */
+static void test_owner_sprawl(void **state) {
+    (void)state;
+    bg_policy p;
+    make_policy(&p, true);
+    bg_engine *e;
+    assert_int_equal(bg_engine_new(&p, 0, &e), BG_OK);
+    bg_outputs out;
+    bg_outputs_init(&out);
+    const char *ids[] = {"spiffe://t/svc/o1", "spiffe://t/svc/o2", "spiffe://t/svc/o3"};
+    int issued = 0;
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < 3; i++) {
+            tev t = {'g', ids[i], 90 + issued++, "grant", 0, NULL};
+            bg_event ev;
+            to_event(&t, &ev);
+            char sid[16];
+            snprintf(sid, sizeof sid, "g-%d", issued);
+            ev.u.secret.secret_id = S(sid);
+            ev.owner = S("team-sprawl");
+            assert_int_equal(bg_engine_observe(e, &ev, issued, &out), BG_OK);
+        }
+    /* six grants by the owner, two per identity: only the sixth crosses (limit 5) */
+    assert_int_equal(out.n_verdicts, 1);
+    assert_string_equal(out.verdicts[0].identity, "spiffe://t/svc/o3");
+    assert_string_equal(out.verdicts[0].reasons[0].code, "owner_identity_sprawl");
+    assert_string_equal(out.verdicts[0].owner, "team-sprawl");
+    bg_engine_free(e);
+    bg_outputs_free(&out);
+    bg_policy_free(&p);
+}
+
 /* The stated budget: a quiet identity with a handful of destinations holds
  * its 200-byte struct plus its identity string, nothing more (<= 256); one
  * active in more buckets adds its 560 bytes of detectors. */
@@ -627,6 +661,7 @@ int main(void) {
         cmocka_unit_test(test_deterministic_ids),
         cmocka_unit_test(test_verdict_fields),
         cmocka_unit_test(test_signal_reasons),
+        cmocka_unit_test(test_owner_sprawl),
         cmocka_unit_test(test_state_bytes),
         cmocka_unit_test(test_detector_rate_change),
         cmocka_unit_test(test_detector_fanout_counts_once),
