@@ -45,7 +45,7 @@ static const char *const metric_code[BG_METRIC_COUNT] = {
     [BG_M_SECRETS] = "rate_change_secrets",     [BG_M_TOOLCALLS] = "rate_change_toolcalls",
     [BG_M_DESTINATIONS] = "rate_change_new_destinations",
 };
-#define GAP_STEPS 5 /* empty buckets fed to the detectors after a pause; the rest are skipped */
+#define GAP_STEPS 2 /* empty buckets fed to the detectors after a pause; the rest are skipped */
 
 #define HOUR_MS 3600000
 
@@ -215,10 +215,16 @@ static void detect(bg_engine *e, bg_ident *id, int64_t closed, const bg_class_po
     };
     bg_stack_params sp = e->stack;
     sp.sensitivity = (float)k->sensitivity;
+    for (int m = 0; m < BG_METRIC_COUNT; m++)
+        if (x[m] > 0)
+            id->metrics_seen |= (uint8_t)(1u << m);
     int64_t steps = closed < 1 + GAP_STEPS ? closed : 1 + GAP_STEPS;
     for (int64_t s = 0; s < steps; s++) {
         int64_t ts = (id->bucket_start + s * e->policy->bucket_ms) / 1000;
         for (int m = 0; m < BG_METRIC_COUNT; m++) {
+            /* a metric that was always zero has nothing to learn yet */
+            if (!(id->metrics_seen & (1u << m)))
+                continue;
             bg_stack_out o;
             if (bg_stack_metric_step(&id->det->m[m], &sp, NULL, ts, s ? 0.0 : x[m], &o))
                 continue;
@@ -244,9 +250,11 @@ static bg_err roll_to(bg_engine *e, bg_ident *id, int64_t t, bg_outputs *out) {
     int64_t closed = (b - id->bucket_start) / p->bucket_ms;
     const bg_class_policy *k = &p->classes[id->klass < p->n_classes ? id->klass : p->default_class];
     bool had_events = id->b_actions || id->b_secrets || id->b_tools || id->b_calls;
-    if (had_events && id->active < UINT16_MAX)
-        id->active++;
-    if (!id->det && id->active >= BG_DETECT_AFTER) {
+    if (had_events && closed <= 2 && id->dense < UINT16_MAX)
+        id->dense++;
+    else if (!had_events || closed > 2)
+        id->dense = 0;
+    if (!id->det && id->dense >= BG_DETECT_AFTER) {
         id->det = malloc(sizeof *id->det);
         if (!id->det)
             return BG_ERR_NOMEM;

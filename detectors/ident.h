@@ -17,7 +17,7 @@
  *     recent*, burst*, det*                   24
  *   heap, when needed:
  *     det: the change-point stacks of 7 metrics, once the identity has been
- *     active in BG_DETECT_AFTER buckets (a quiet identity never pays)   560 B
+ *     active in BG_DETECT_AFTER buckets in a row (a quiet identity never pays) 560 B
  *     seen beyond 8 items                 64 B .. 1 KiB
  *     recent (secrets, novel destinations in the window)  ~520 B
  *     burst (while open)                      ~600 B + its two HyperLogLogs
@@ -49,13 +49,15 @@ typedef enum bg_metric {
     BG_METRIC_COUNT
 } bg_metric;
 
-/* The detectors of an identity that is active often enough to have a
- * baseline (BG_DETECT_AFTER active buckets); allocated then, 560 bytes. */
+/* The detectors of an identity that is active often enough to have a per-bucket
+ * baseline: BG_DETECT_AFTER buckets in a row with events, at most 2 buckets
+ * apart; allocated then, 560 bytes. Rarer identities are judged by the
+ * limits and the correlation alone. */
 typedef struct bg_detect {
     bg_stack_metric m[BG_METRIC_COUNT];
 } bg_detect;
 
-#define BG_DETECT_AFTER 3u /* active buckets before an identity gets its detectors */
+#define BG_DETECT_AFTER 3u /* dense buckets in a row before an identity gets its detectors */
 
 typedef struct bg_recent_secret {
     uint64_t hash;  /* of secret_id */
@@ -118,12 +120,12 @@ typedef struct bg_ident {
     uint16_t b_tools;       /* tool calls */
     uint16_t b_new_dests;   /* destinations used for the first time */
     uint8_t b_hot;          /* a limit signal fired in this bucket */
-    uint8_t pad0;
+    uint8_t metrics_seen;   /* bit per bg_metric that has ever been non-zero */
     /* the current clock hour of event time */
     uint64_t h_cost;        /* micro-dollars */
     uint16_t h_secrets;     /* issuances */
     uint16_t h_grants;      /* SERVICE_IDENTITY / OAUTH_GRANT issuances */
-    uint16_t active;        /* closed buckets that had events, saturating */
+    uint16_t dense;         /* buckets in a row that had events, at most 2 apart, saturating */
     uint16_t klass;         /* index of the class of the latest event */
     uint32_t traces[2];     /* fingerprints of the latest trace ids, 0 = empty */
     /* usage under the envelope that applies now */
@@ -135,7 +137,7 @@ typedef struct bg_ident {
     uint32_t src_span[3];   /* last - first, saturating */
     bg_recent *recent;      /* NULL unless something is within the correlation window */
     bg_burst *burst;        /* NULL unless a burst is open */
-    bg_detect *det;         /* NULL until the identity has been active BG_DETECT_AFTER buckets */
+    bg_detect *det;         /* NULL until the identity has been dense BG_DETECT_AFTER buckets */
 } bg_ident;
 
 #endif
