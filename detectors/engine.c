@@ -192,6 +192,17 @@ static bool learned(const bg_engine *e, const bg_ident *id, int64_t t) {
 
 /* ---- buckets ------------------------------------------------------------------ */
 
+/* The policy's envelopes first, then the live ones. */
+static const bg_envelope *envelope_for(const bg_engine *e, bg_str identity, const char *class_name,
+                                       bg_str owner, int64_t t) {
+    const bg_envelope *env = bg_policy_envelope_for(e->policy, identity, class_name, owner, t);
+    if (!env && e->live)
+        env = bg_envset_find(e->live, identity, class_name, owner, t);
+    return env;
+}
+
+void bg_engine_set_envelopes(bg_engine *e, const bg_envset *live) { e->live = live; }
+
 static const char *detector_name(unsigned fired) {
     if (fired & BG_STACK_FIRED_SPIKE)
         return "spike";
@@ -275,7 +286,7 @@ static bg_err roll_to(bg_engine *e, bg_ident *id, int64_t t, bg_outputs *out) {
         const char *owner = bg_engine_owner(e, id);
         bg_str ids = {id->identity, (uint32_t)strlen(id->identity)};
         bg_str own = {owner, owner ? (uint32_t)strlen(owner) : 0};
-        const bg_envelope *env = bg_policy_envelope_for(p, ids, k->name, own, at - 1);
+        const bg_envelope *env = envelope_for(e, ids, k->name, own, at - 1);
         bg_signal sig = {.cls = env ? BG_CLASS_PLANNED : BG_CLASS_UNEXPECTED,
                          .action = env ? BG_ACT_ALLOW : k->unexpected_action,
                          .klass = k,
@@ -536,7 +547,7 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
     bg_str own = ev->owner.ptr ? ev->owner : (bg_str){owner, owner ? (uint32_t)strlen(owner) : 0};
     const bg_class_policy *k = bg_policy_class_for(p, ev->identity, own, ev->workload_class);
     id->klass = (uint16_t)(k - p->classes);
-    const bg_envelope *env = bg_policy_envelope_for(p, ev->identity, k->name, own, t);
+    const bg_envelope *env = envelope_for(e, ev->identity, k->name, own, t);
     uint32_t eh = env ? (uint32_t)bg_hash64(env->envelope_id, strlen(env->envelope_id), 0) | 1u : 0;
     if (eh != id->env_hash) {
         id->env_hash = eh;

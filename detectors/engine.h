@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "envset.h"
 #include "err.h"
 #include "event.h"
 #include "policy.h"
@@ -47,6 +48,10 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
 /* Close what the watermark has passed: ends bursts of identities that went
  * quiet. Call after each batch; cost is proportional to the active bursts. */
 bg_err bg_engine_tick(bg_engine *e, bg_outputs *out);
+
+/* Envelopes from nhi.envelopes.v1, consulted after the policy's own; NULL
+ * for none. The set must outlive the engine (or be replaced first). */
+void bg_engine_set_envelopes(bg_engine *e, const bg_envset *live);
 
 void bg_engine_stats_get(const bg_engine *e, bg_engine_stats *st);
 /* Bytes of identity state held (structs, strings, sets, windows, bursts);

@@ -21,6 +21,7 @@ struct bg_engine {
     bg_cms *dest_pop;   /* identities per destination in this partition (rarity) */
     bg_cms *bigram_pop; /* identities per parent_tool->tool bigram */
     bg_stack_params stack; /* change-point stack defaults (series_stack.h) */
+    const bg_envset *live; /* envelopes from the envelopes topic, or NULL */
     bg_engine_stats st;
 };
 

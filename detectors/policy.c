@@ -96,19 +96,21 @@ const bg_class_policy *bg_policy_class_for(const bg_policy *p, bg_str identity, 
     return &p->classes[p->default_class];
 }
 
+bool bg_envelope_covers(const bg_envelope *e, bg_str identity, const char *class_name,
+                        bg_str owner, int64_t t) {
+    if (e->revoked || t < e->not_before || t >= e->not_after)
+        return false;
+    if (e->identity && !str_eq(identity, e->identity))
+        return false;
+    if (e->workload_class && (!class_name || strcmp(class_name, e->workload_class) != 0))
+        return false;
+    return !e->owner || str_eq(owner, e->owner);
+}
+
 const bg_envelope *bg_policy_envelope_for(const bg_policy *p, bg_str identity,
                                           const char *class_name, bg_str owner, int64_t t) {
-    for (uint32_t i = 0; i < p->n_envelopes; i++) {
-        const bg_envelope *e = &p->envelopes[i];
-        if (e->revoked || t < e->not_before || t >= e->not_after)
-            continue;
-        if (e->identity && !str_eq(identity, e->identity))
-            continue;
-        if (e->workload_class && (!class_name || strcmp(class_name, e->workload_class) != 0))
-            continue;
-        if (e->owner && !str_eq(owner, e->owner))
-            continue;
-        return e;
-    }
+    for (uint32_t i = 0; i < p->n_envelopes; i++)
+        if (bg_envelope_covers(&p->envelopes[i], identity, class_name, owner, t))
+            return &p->envelopes[i];
     return NULL;
 }

@@ -84,6 +84,11 @@ void bg_policy_free(bg_policy *p);
 const bg_class_policy *bg_policy_class_for(const bg_policy *p, bg_str identity, bg_str owner,
                                            bg_str workload_class);
 
+/* Whether envelope e covers (identity, class, owner) at time t: not revoked,
+ * not_before <= t < not_after, and every selector it sets matches. */
+bool bg_envelope_covers(const bg_envelope *e, bg_str identity, const char *class_name,
+                        bg_str owner, int64_t t);
+
 /* The first envelope that covers (identity, class, owner) at time t and is not
  * revoked, or NULL. */
 const bg_envelope *bg_policy_envelope_for(const bg_policy *p, bg_str identity,

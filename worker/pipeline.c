@@ -16,6 +16,7 @@
 #include "../detectors/engine.h"
 #include "consume.h"
 #include "emit.h"
+#include "envelopes.h"
 #include "log.h"
 
 #define MAX_TASKS 4096 /* partitions per input topic */
@@ -49,6 +50,7 @@ typedef struct pipe {
     int32_t n_tasks;
     bg_consumer *consumer;
     bg_emitter *emitter;
+    bg_envtable *envelopes;
     bg_outputs out;
     bg_pipeline_stats *st;
     bg_err fatal;
@@ -83,6 +85,7 @@ static void on_assign(void *opaque, int kind, int32_t partition) {
             p->fatal = err;
             return;
         }
+        bg_engine_set_envelopes(t->engine, bg_envtable_set(p->envelopes));
     }
     t->assigned_mask |= (uint8_t)(1u << kind);
     fifo_clear(&t->in[kind]);
@@ -256,6 +259,16 @@ static size_t buffered(const pipe_t *p) {
     return n;
 }
 
+static void envelope_rejected(void *opaque, const rd_kafka_message_t *m, bg_err reason,
+                              const char *why) {
+    pipe_t *p = opaque;
+    unsigned r = (unsigned)reason < BG_DL_REASONS ? (unsigned)reason : BG_DL_REASONS - 1;
+    p->st->deadletters[r]++;
+    p->st->deadletters_total++;
+    if (bg_emitter_deadletter(p->emitter, m, reason, why) && !p->fatal)
+        p->fatal = BG_ERR_KAFKA;
+}
+
 /* Wait for the batch's outputs. BG_OK when delivered; an error when a
  * delivery failed or stop came while the broker was unreachable. */
 static bg_err sync_outputs(pipe_t *p) {
@@ -297,6 +310,13 @@ bg_err bg_pipeline_run(const bg_pipeline_opts *o, bg_pipeline_stats *st, char *e
     if (!err)
         err = bg_emitter_new(o->cfg, o->codec, false, &p.emitter, errstr, errstr_size);
     if (!err)
+        err = bg_envtable_new(o->cfg, o->codec, envelope_rejected, &p, &p.envelopes, errstr,
+                              errstr_size);
+    if (!err)
+        err = bg_envtable_sync(p.envelopes, o->startup_timeout_ms, errstr, errstr_size);
+    if (!err)
+        bg_warn("envelopes are accepted unsigned: no approver keys are configured");
+    if (!err)
         err = bg_consumer_subscribe(p.consumer, errstr, errstr_size);
     if (!err)
         bg_info("consuming %s, %s, %s (%d partitions each)", o->cfg->topics[BG_TOPIC_USAGE],
@@ -305,6 +325,7 @@ bg_err bg_pipeline_run(const bg_pipeline_opts *o, bg_pipeline_stats *st, char *e
     double first = 0, last = 0, idle_since = now_s();
     bool started = false, received = false;
     while (!err && !*o->stop) {
+        bg_envtable_poll(p.envelopes);
         size_t n = bg_consumer_poll_batch(p.consumer, msgs, max, (int)o->cfg->batch_max_ms);
         if (n && !received) {
             received = true;
@@ -393,6 +414,7 @@ bg_err bg_pipeline_run(const bg_pipeline_opts *o, bg_pipeline_stats *st, char *e
     if (p.tasks)
         for (int32_t t = 0; t < p.n_tasks; t++)
             bg_engine_free(p.tasks[t].engine);
+    bg_envtable_free(p.envelopes);
     free(p.tasks);
     free(msgs);
     bg_outputs_free(&p.out);

@@ -161,11 +161,49 @@ static int at_least(const bg_rb_msg *m, size_t n, void *arg) {
     return n >= *(size_t *)arg;
 }
 
+static bg_envelope_msg envelope(const char *id, const char *who) {
+    bg_envelope_msg e;
+    memset(&e, 0, sizeof e);
+    e.envelope_id = h_s(id);
+    if (who)
+        e.identity = h_s(who);
+    e.not_before = T0 + 80 * MIN;
+    e.not_after = T0 + 120 * MIN;
+    e.max_api_calls_per_min = (bg_opt_i64){true, 1000};
+    e.approved_by = h_s("bob");
+    return e;
+}
+
+static void produce_envelope(rd_kafka_t *p, const bg_envelope_msg *e) {
+    bg_buf b = {0};
+    assert_int_equal(bg_codec_encode_envelope(codec, 4, e, &b), BG_OK);
+    assert_int_equal(h_produce(p, "nhi.envelopes.v1", e->envelope_id.ptr, e->envelope_id.len,
+                               b.data, b.len),
+                     0);
+    bg_buf_free(&b);
+}
+
 static void test_verdicts_revocations_deadletters(void **state) {
     (void)state;
-    pid_t w = start_worker("worker1.log");
     rd_kafka_t *p = h_producer(mock.bootstrap);
     assert_non_null(p);
+    /* the envelopes table, read in full before any input is judged:
+     * D has a live envelope; E's is revoked; F's is withdrawn by a tombstone;
+     * one record has no selector and is refused */
+    const char *D = "spiffe://t/svc/live-env", *E = "spiffe://t/svc/revoked-env",
+               *F = "spiffe://t/svc/withdrawn-env";
+    bg_envelope_msg en = envelope("env-live-1", D);
+    produce_envelope(p, &en);
+    en = envelope("env-revoked-1", E);
+    en.revoked = true;
+    produce_envelope(p, &en);
+    en = envelope("env-withdrawn-1", F);
+    produce_envelope(p, &en);
+    assert_int_equal(h_produce(p, "nhi.envelopes.v1", "env-withdrawn-1", 15, NULL, 0), 0);
+    en = envelope("env-no-selector", NULL);
+    produce_envelope(p, &en);
+    assert_int_equal(rd_kafka_flush(p, 10000), 0);
+    pid_t w = start_worker("worker1.log");
     const char *A = "spiffe://t/svc/agent", *B = "spiffe://t/svc/runner",
                *C = "spiffe://t/svc/planned", *N = "spiffe://t/svc/near-miss";
     const char *all[] = {A, B, C, N};
@@ -197,6 +235,13 @@ static void test_verdicts_revocations_deadletters(void **state) {
     assert_int_equal(h_produce_event(p, codec, 1, &ev), 0);
     ev = usage(N, 120, "new.example", 1);
     assert_int_equal(h_produce_event(p, codec, 1, &ev), 0);
+    /* D, E, F: the same burst; only D's envelope still holds */
+    const char *env_ids[] = {D, E, F};
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < 3; k++) {
+            ev = usage(env_ids[i], 95 + k * 0.2, "a.example", 100);
+            assert_int_equal(h_produce_event(p, codec, 1, &ev), 0);
+        }
     /* a time-keeper far ahead so every burst's bucket closes */
     ev = usage("spiffe://t/other/clock", 200, "a.example", 1);
     assert_int_equal(h_produce_event(p, codec, 1, &ev), 0);
@@ -239,9 +284,10 @@ static void test_verdicts_revocations_deadletters(void **state) {
     snprintf(cmd, sizeof cmd, "printf 'not avro' | kcat -P -b %s -t nhi.usage.v1 -k %s", mock.bootstrap, C);
     assert_int_equal(system(cmd), 0);
 
-    want_verdicts want = {.ids = {A, B, C},
-                          .classes = {BG_CLASS_ANOMALOUS, BG_CLASS_UNEXPECTED, BG_CLASS_PLANNED},
-                          .n = 3};
+    want_verdicts want = {.ids = {A, B, C, D, E, F},
+                          .classes = {BG_CLASS_ANOMALOUS, BG_CLASS_UNEXPECTED, BG_CLASS_PLANNED,
+                                      BG_CLASS_PLANNED, BG_CLASS_UNEXPECTED, BG_CLASS_UNEXPECTED},
+                          .n = 6};
     bg_rb_msg *vm;
     size_t nv;
     assert_true(h_read_until(mock.bootstrap, "nhi.verdicts.v1", has_verdicts, &want, 60, &vm, &nv));
@@ -258,6 +304,10 @@ static void test_verdicts_revocations_deadletters(void **state) {
             assert_string_equal(v.envelope_id, "env-planned");
             assert_int_equal(v.action, BG_ACT_ALLOW);
         }
+        if (!strcmp(v.identity, D) && v.phase == BG_PHASE_ONSET)
+            assert_string_equal(v.envelope_id, "env-live-1");
+        if ((!strcmp(v.identity, E) || !strcmp(v.identity, F)) && v.phase == BG_PHASE_ONSET)
+            assert_null(v.envelope_id);
         if (!strcmp(v.identity, B) && v.phase == BG_PHASE_ONSET) {
             assert_int_equal(v.action, BG_ACT_THROTTLE);
             assert_string_equal(v.reasons, "api_calls_per_min");
@@ -286,16 +336,17 @@ static void test_verdicts_revocations_deadletters(void **state) {
     bg_rb_revocation_clear(&r);
     bg_rb_msgs_free(rm, nr);
 
-    size_t eight = 8;
+    size_t eight = 9; /* eight kinds of bad input, and the envelope without a selector */
     bg_rb_msg *dm;
     size_t nd;
     bool got8 = h_read_until(mock.bootstrap, "nhi.deadletter.v1", at_least, &eight, 30, &dm, &nd);
     for (size_t i = 0; !got8 && i < nd; i++)
         print_error("dead letter %zu: %s\n", i, dm[i].headers);
     assert_true(got8);
-    assert_int_equal(nd, 8);
-    const char *reasons[] = {"truncated", "no_key", "key_mismatch", "unknown_schema", "oversized",
-                             "wrong_type", "missing_field", "bad_magic"};
+    assert_int_equal(nd, 9);
+    const char *reasons[] = {"truncated",     "no_key",     "key_mismatch",
+                             "unknown_schema", "oversized", "wrong_type",
+                             "missing_field",  "bad_magic", "bad_value"};
     for (size_t k = 0; k < sizeof reasons / sizeof reasons[0]; k++) {
         bool found = false;
         for (size_t i = 0; i < nd; i++) {
@@ -308,7 +359,9 @@ static void test_verdicts_revocations_deadletters(void **state) {
         assert_true(found);
     }
     for (size_t i = 0; i < nd; i++) {
-        assert_string_equal(bg_rb_header(&dm[i], "bg.topic"), "nhi.usage.v1");
+        bool envelope_dl = !strcmp(bg_rb_header(&dm[i], "bg.reason"), "bad_value");
+        assert_string_equal(bg_rb_header(&dm[i], "bg.topic"),
+                            envelope_dl ? "nhi.envelopes.v1" : "nhi.usage.v1");
         assert_non_null(bg_rb_header(&dm[i], "bg.offset"));
         assert_non_null(bg_rb_header(&dm[i], "bg.partition"));
         assert_non_null(bg_rb_header(&dm[i], "bg.error"));
