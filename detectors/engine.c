@@ -203,6 +203,25 @@ static const bg_envelope *envelope_for(const bg_engine *e, bg_str identity, cons
 
 void bg_engine_set_envelopes(bg_engine *e, const bg_envset *live) { e->live = live; }
 
+static uint16_t class_in(const bg_policy *p, const char *name) {
+    for (uint32_t i = 0; i < p->n_classes; i++)
+        if (!strcmp(p->classes[i].name, name))
+            return (uint16_t)i;
+    return (uint16_t)p->default_class;
+}
+
+void bg_engine_set_policy(bg_engine *e, const bg_policy *p) {
+    const bg_policy *old = e->policy;
+    for (size_t i = 0; i < e->cap; i++) {
+        bg_ident *id = e->slots[i];
+        if (id && id->klass < old->n_classes)
+            id->klass = class_in(p, old->classes[id->klass].name);
+    }
+    for (bg_burst *b = e->bursts; b; b = b->next)
+        b->klass = &p->classes[class_in(p, b->klass->name)];
+    e->policy = p;
+}
+
 static const char *detector_name(unsigned fired) {
     if (fired & BG_STACK_FIRED_SPIKE)
         return "spike";

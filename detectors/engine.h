@@ -49,6 +49,12 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
  * quiet. Call after each batch; cost is proportional to the active bursts. */
 bg_err bg_engine_tick(bg_engine *e, bg_outputs *out);
 
+/* Swap in a new policy (a reload). Open bursts and identities keep their
+ * state; their classes are looked up again by name (a class that is gone
+ * becomes the new default class). The old policy may be freed afterwards;
+ * the new one must outlive the engine or the next swap. */
+void bg_engine_set_policy(bg_engine *e, const bg_policy *p);
+
 /* Envelopes from nhi.envelopes.v1, consulted after the policy's own; NULL
  * for none. The set must outlive the engine (or be replaced first). */
 void bg_engine_set_envelopes(bg_engine *e, const bg_envset *live);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "../detectors/engine.h"
@@ -18,6 +19,7 @@
 #include "emit.h"
 #include "envelopes.h"
 #include "log.h"
+#include "policy_load.h"
 
 #define MAX_TASKS 4096 /* partitions per input topic */
 
@@ -55,6 +57,10 @@ typedef struct pipe {
     bg_pipeline_stats *st;
     bg_err fatal;
     size_t applied; /* messages applied in the current batch */
+    const bg_policy *policy; /* in force: the caller's, or one reloaded */
+    bg_policy *reloaded;     /* owned: the latest reloaded policy, or NULL */
+    struct stat policy_stat; /* of the policy file when last loaded or tried */
+    double policy_checked;   /* monotonic s of the last stat */
 } pipe_t;
 
 static double now_s(void) {
@@ -79,7 +85,7 @@ static void on_assign(void *opaque, int kind, int32_t partition) {
     }
     task *t = &p->tasks[partition];
     if (!t->engine) {
-        bg_err err = bg_engine_new(p->o->policy, partition, &t->engine);
+        bg_err err = bg_engine_new(p->policy, partition, &t->engine);
         if (err) {
             bg_error("cannot create the engine of task %d: %s", partition, bg_err_str(err));
             p->fatal = err;
@@ -269,6 +275,62 @@ static void envelope_rejected(void *opaque, const rd_kafka_message_t *m, bg_err 
         p->fatal = BG_ERR_KAFKA;
 }
 
+static bool same_file(const struct stat *a, const struct stat *b) {
+    return a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Reload the policy when asked (SIGHUP) or when its file changed. */
+static void maybe_reload(pipe_t *p, double now) {
+    const char *path = p->o->cfg->policy_path;
+    if (!path)
+        return;
+    bool asked = p->o->reload && *p->o->reload;
+    if (!asked && now - p->policy_checked < 1.0)
+        return;
+    p->policy_checked = now;
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (asked)
+            bg_error("policy reload: cannot read '%s'; keeping version %s", path,
+                     p->policy->version);
+        if (p->o->reload)
+            *p->o->reload = 0;
+        return;
+    }
+    if (!asked && same_file(&st, &p->policy_stat))
+        return;
+    if (p->o->reload)
+        *p->o->reload = 0;
+    p->policy_stat = st;
+    bg_policy *np = malloc(sizeof *np);
+    char errstr[1024];
+    if (!np) {
+        bg_error("policy reload: out of memory; keeping version %s", p->policy->version);
+        return;
+    }
+    if (bg_policy_load(path, np, errstr, sizeof errstr)) {
+        bg_error("policy reload rejected, keeping version %s: %s", p->policy->version, errstr);
+        free(np);
+        return;
+    }
+    if (!strcmp(np->version, p->policy->version)) {
+        bg_policy_free(np);
+        free(np);
+        return;
+    }
+    for (int32_t t = 0; t < p->n_tasks; t++)
+        if (p->tasks[t].engine)
+            bg_engine_set_policy(p->tasks[t].engine, np);
+    bg_info("policy reloaded from %s: version %s -> %s", path, p->policy->version, np->version);
+    if (p->reloaded) {
+        bg_policy_free(p->reloaded);
+        free(p->reloaded);
+    }
+    p->reloaded = np;
+    p->policy = np;
+}
+
 /* Wait for the batch's outputs. BG_OK when delivered; an error when a
  * delivery failed or stop came while the broker was unreachable. */
 static bg_err sync_outputs(pipe_t *p) {
@@ -284,7 +346,9 @@ static bg_err sync_outputs(pipe_t *p) {
 
 bg_err bg_pipeline_run(const bg_pipeline_opts *o, bg_pipeline_stats *st, char *errstr,
                        size_t errstr_size) {
-    pipe_t p = {.o = o, .st = st};
+    pipe_t p = {.o = o, .st = st, .policy = o->policy};
+    if (o->cfg->policy_path && stat(o->cfg->policy_path, &p.policy_stat) != 0)
+        memset(&p.policy_stat, 0, sizeof p.policy_stat);
     memset(st, 0, sizeof *st);
     bg_outputs_init(&p.out);
     bg_consumer_hooks hooks = {.opaque = &p, .on_assign = on_assign, .on_revoke = on_revoke};
@@ -326,6 +390,7 @@ bg_err bg_pipeline_run(const bg_pipeline_opts *o, bg_pipeline_stats *st, char *e
     bool started = false, received = false;
     while (!err && !*o->stop) {
         bg_envtable_poll(p.envelopes);
+        maybe_reload(&p, now_s());
         size_t n = bg_consumer_poll_batch(p.consumer, msgs, max, (int)o->cfg->batch_max_ms);
         if (n && !received) {
             received = true;
@@ -415,6 +480,10 @@ bg_err bg_pipeline_run(const bg_pipeline_opts *o, bg_pipeline_stats *st, char *e
         for (int32_t t = 0; t < p.n_tasks; t++)
             bg_engine_free(p.tasks[t].engine);
     bg_envtable_free(p.envelopes);
+    if (p.reloaded) {
+        bg_policy_free(p.reloaded);
+        free(p.reloaded);
+    }
     free(p.tasks);
     free(msgs);
     bg_outputs_free(&p.out);

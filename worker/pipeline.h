@@ -4,7 +4,13 @@
  *
  * One batch at a time: poll up to worker.batch_max_messages (or
  * worker.batch_max_ms), decode and apply every message, emit the outputs,
- * wait for their acknowledgement, then store the batch's offsets. */
+ * wait for their acknowledgement, then store the batch's offsets.
+ *
+ * Policy reload: on *reload (SIGHUP) or when the policy file changes (checked
+ * once a second: mtime, inode, size, so a Kubernetes ConfigMap's symlink swap
+ * counts), the file is loaded and validated; a valid policy replaces the old
+ * one between batches in every task, an invalid one is rejected with a log
+ * line and the old one stays. */
 #ifndef BG_PIPELINE_H
 #define BG_PIPELINE_H
 
@@ -22,6 +28,7 @@ typedef struct bg_pipeline_opts {
     bg_codec *codec;
     const char *group_id;              /* NULL: kafka.group.id */
     volatile sig_atomic_t *stop;       /* set asynchronously to stop after the current batch */
+    volatile sig_atomic_t *reload;     /* set asynchronously (SIGHUP) to reload the policy; may be NULL */
     int64_t idle_exit_ms;              /* > 0: return once no input arrived for this long */
     int startup_timeout_ms;            /* broker reachability check */
 } bg_pipeline_opts;

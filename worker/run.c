@@ -1,5 +1,7 @@
 /* `burstguard run --config FILE [--brokers LIST] [--group ID] [--set key=value]...`
  *
+ * SIGHUP reloads the policy (so does a change of its file); an invalid
+ * policy is rejected and the old one stays.
  * SIGTERM/SIGINT stop polling; the current batch is finished, outputs are
  * flushed and offsets committed, then the consumer closes. A watchdog ends
  * the process with exit code 1 if that takes longer than
@@ -19,10 +21,12 @@
 #include "pipeline.h"
 #include "setup.h"
 
-static volatile sig_atomic_t stop_flag;
+static volatile sig_atomic_t stop_flag, reload_flag;
 static void on_signal(int sig) {
-    (void)sig;
-    stop_flag = 1;
+    if (sig == SIGHUP)
+        reload_flag = 1;
+    else
+        stop_flag = 1;
 }
 
 static void *watchdog(void *arg) {
@@ -118,6 +122,7 @@ int bg_run_main(int argc, char **argv) {
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     pthread_t wd;
     int64_t limit = cfg.shutdown_timeout_ms;
     pthread_create(&wd, NULL, watchdog, &limit);
@@ -131,6 +136,7 @@ int bg_run_main(int argc, char **argv) {
                           .codec = codec,
                           .group_id = group,
                           .stop = &stop_flag,
+                          .reload = &reload_flag,
                           .startup_timeout_ms = 10000};
     bg_pipeline_stats st;
     err = bg_pipeline_run(&o, &st, errstr, sizeof errstr);

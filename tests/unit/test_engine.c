@@ -409,6 +409,38 @@ static void test_signal_reasons(void **state) {
     bg_policy_free(&p);
 }
 
+static void feed_usage_calls(bg_engine *e, bg_outputs *out, const char *who, double at, int calls);
+
+/* A reload mid-stream: the open burst keeps going under the new policy's
+ * class of the same name and ends once; new limits apply to what follows. */
+static void test_policy_swap(void **state) {
+    (void)state;
+    bg_policy p1, p2;
+    make_policy(&p1, true);
+    make_policy(&p2, true);
+    p2.classes[1].max_api_calls_per_min = 1000;
+    memcpy(p2.version, "2222222222222222", 17);
+    bg_engine *e;
+    assert_int_equal(bg_engine_new(&p1, 0, &e), BG_OK);
+    bg_outputs out;
+    bg_outputs_init(&out);
+    feed_usage_calls(e, &out, ID, 90, 300);
+    assert_int_equal(out.n_verdicts, 1);
+    bg_engine_set_policy(e, &p2);
+    bg_policy_free(&p1); /* the engine no longer refers to it */
+    feed_usage_calls(e, &out, "spiffe://t/svc/other", 90.5, 300); /* under the new limit */
+    feed_usage_calls(e, &out, "spiffe://t/other/clock", 200, 1);
+    assert_int_equal(bg_engine_tick(e, &out), BG_OK);
+    assert_int_equal(out.n_verdicts, 2);
+    assert_int_equal(out.verdicts[1].phase, BG_PHASE_ENDED);
+    assert_string_equal(out.verdicts[1].identity, ID);
+    assert_string_equal(out.verdicts[1].workload_class, "svc");
+    assert_string_equal(out.verdicts[1].policy_version, "2222222222222222");
+    bg_engine_free(e);
+    bg_outputs_free(&out);
+    bg_policy_free(&p2);
+}
+
 /* Sprawl across an owner's identities: each stays under its own limit, the
  * owner's total crosses the owner limit. */
 static void test_owner_sprawl(void **state) {
@@ -524,6 +556,13 @@ static void steady(bg_engine *e, bg_outputs *out, const char *who, int from, int
         for (int k = 0; k < n; k++)
             feed_usage(e, out, who, m + (k + 0.5) / (n + 1), NULL);
     }
+}
+
+static void feed_usage_calls(bg_engine *e, bg_outputs *out, const char *who, double at, int calls) {
+    tev t = {'u', who, at, "a.example", calls, NULL};
+    bg_event ev;
+    to_event(&t, &ev);
+    assert_int_equal(bg_engine_observe(e, &ev, 0, out), BG_OK);
 }
 
 static void test_detector_rate_change(void **state) {
@@ -662,6 +701,7 @@ int main(void) {
         cmocka_unit_test(test_verdict_fields),
         cmocka_unit_test(test_signal_reasons),
         cmocka_unit_test(test_owner_sprawl),
+        cmocka_unit_test(test_policy_swap),
         cmocka_unit_test(test_state_bytes),
         cmocka_unit_test(test_detector_rate_change),
         cmocka_unit_test(test_detector_fanout_counts_once),
