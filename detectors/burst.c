@@ -284,20 +284,22 @@ bg_err bg_burst_revoke(bg_engine *e, bg_ident *id, const char *secret_id, int64_
         return r ? BG_ERR_INVALID : BG_ERR_NOMEM;
     verdict_id(r->verdict_id, id, b, b->last_phase);
     unsigned char buf[BG_ID_LEN + BG_MAX_STRING + 1];
-    size_t n = strlen(secret_id);
+    const char *target = secret_id ? secret_id : "";
+    size_t n = strlen(target);
     if (n > BG_MAX_STRING)
         n = BG_MAX_STRING;
     memcpy(buf, r->verdict_id, 32);
     buf[32] = 0;
-    memcpy(buf + 33, secret_id, n);
+    memcpy(buf + 33, target, n);
     hex_id(r->command_id, buf, 33 + n);
     r->identity = bg_outputs_strdup(out, id->identity, strlen(id->identity));
-    r->target = BG_TARGET_SECRET;
-    r->secret_id = bg_outputs_strdup(out, secret_id, strlen(secret_id));
-    r->reason = "new secret correlated with a new destination";
+    r->target = secret_id ? BG_TARGET_SECRET : BG_TARGET_IDENTITY;
+    r->secret_id = secret_id ? bg_outputs_strdup(out, secret_id, n) : NULL;
+    r->reason = secret_id ? "new secret correlated with a new destination"
+                          : "identity sprawl: the identity minted grants beyond its class";
     r->issued_at = t;
     r->dry_run = !b->klass->enforce;
-    if (!r->identity || !r->secret_id)
+    if (!r->identity || (secret_id && !r->secret_id))
         return BG_ERR_NOMEM;
     e->st.revocations++;
     return BG_OK;

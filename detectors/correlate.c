@@ -2,12 +2,13 @@
  * used for the first time, kept while they can still pair (correlation
  * window of event time), and the compromise signal they make together.
  *
- * Score in [0, 1], in the verdict's correlation reason:
- *   0.7  new secret(s) and new destination(s) within the window
+ * Score in [0, 1], in the verdict's correlation reason: 0.7 for new
+ * secret(s) and new destination(s) within the window, plus the weight of each
+ * amplifier of the current event (the score of its reason), capped at 1:
  *   +0.3 a tool call used one of the new secrets (credential_id) against a
- *        new destination: the strongest evidence
- *   +0.1 each amplifier of the current event (unusual tool chain, volume
- *        burst), capped at 1 */
+ *        new destination; a destination on the policy's known-bad list
+ *   +0.1 a destination rare in the partition, an unusual tool chain, a volume
+ *        burst, a new scope */
 #include <stdlib.h>
 #include <string.h>
 
@@ -150,15 +151,8 @@ bg_err bg_corr_check(bg_engine *e, bg_ident *id, const bg_class_policy *klass,
                 break;
             }
     double score = 0.7;
-    bool credential = false;
-    for (uint32_t i = 0; i < n_extra; i++) {
-        if (!strcmp(extra[i].code, "new_credential_on_new_destination"))
-            credential = true;
-        else
-            score += 0.1;
-    }
-    if (credential)
-        score += 0.3;
+    for (uint32_t i = 0; i < n_extra; i++)
+        score += extra[i].score; /* each amplifier carries its weight */
     if (score > 1.0)
         score = 1.0;
     bg_reason rs[BG_MAX_REASONS];

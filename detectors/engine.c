@@ -27,7 +27,7 @@
 #include "engine_int.h"
 #include "hash.h"
 
-_Static_assert(sizeof(bg_ident) <= 200, "bg_ident grew beyond its stated 200 bytes");
+_Static_assert(sizeof(bg_ident) <= 216, "bg_ident grew beyond its stated 216 bytes");
 
 /* A change-point alarm becomes a signal only when the change is material:
  * the bucket holds at least 3x what the baseline expects and exceeds it by at
@@ -48,6 +48,7 @@ static const char *const metric_code[BG_METRIC_COUNT] = {
 #define GAP_STEPS 2 /* empty buckets fed to the detectors after a pause; the rest are skipped */
 
 #define HOUR_MS 3600000
+#define DAY_MS 86400000
 
 static int64_t floor_div(int64_t a, int64_t b) {
     int64_t q = a / b;
@@ -333,8 +334,10 @@ static bg_err roll_to(bg_engine *e, bg_ident *id, int64_t t, bg_outputs *out) {
     }
     if (floor_div(b, HOUR_MS) != floor_div(id->bucket_start, HOUR_MS)) {
         id->h_cost = 0;
-        id->h_secrets = id->h_grants = 0;
+        id->h_secrets = id->h_grants = id->h_new_dests = 0;
     }
+    if (floor_div(b, DAY_MS) != floor_div(id->bucket_start, DAY_MS))
+        id->d_cost = 0;
     id->b_calls = id->b_actions = id->b_tokens = id->b_cost = 0;
     id->b_secrets = id->b_tools = id->b_new_dests = 0;
     id->b_hot = 0;
@@ -451,15 +454,21 @@ static bool dest_allowed(const bg_envelope *env, bg_str d) {
 
 /* Limits, sprawl and TTL: the non-correlation signal of this event, if any,
  * into *s (its reasons in r). *volume: the bucket is beyond a class limit. */
-static bool limit_signal(bg_ident *id, const bg_event *ev, const bg_class_policy *k,
-                         const bg_envelope *env, bg_str dest, uint32_t owner_grants,
-                         bg_reason r[BG_MAX_REASONS], bg_signal *s, bool *volume) {
+static bool limit_signal(const bg_policy *pol, bg_ident *id, const bg_event *ev,
+                         const bg_class_policy *k, const bg_envelope *env, bg_str dest,
+                         uint32_t owner_grants, bg_reason r[BG_MAX_REASONS], bg_signal *s,
+                         bool *volume) {
     uint32_t nr = 0;
     const int64_t calls = id->b_calls, tok = id->b_tokens;
     const int64_t hcost = (int64_t)(id->h_cost > INT64_MAX ? INT64_MAX : id->h_cost);
+    const int64_t dcost = (int64_t)(id->d_cost > INT64_MAX ? INT64_MAX : id->d_cost);
     bool class_over = over(calls, k->max_api_calls_per_min) || over(tok, k->max_tokens_per_min) ||
                       over(hcost, k->max_cost_micros_per_hour) ||
+                      over(dcost, k->max_cost_micros_per_day) ||
+                      over(hcost, k->approval_cost_micros_per_hour) ||
+                      over(id->h_new_dests, k->max_new_destinations_per_hour) ||
                       over(id->h_secrets, k->max_secrets_per_hour);
+    bg_action action = k->unexpected_action;
     *volume = class_over;
     bg_class cls = BG_CLASS_UNEXPECTED;
     const char *det = env ? "envelope" : "static_limit";
@@ -479,6 +488,23 @@ static bool limit_signal(bg_ident *id, const bg_event *ev, const bg_class_policy
             bg_reason_add(r, &nr, "cost_micros_per_hour", det, (double)hcost, 0,
                           (double)k->max_cost_micros_per_hour,
                           (double)hcost / (double)(k->max_cost_micros_per_hour ? k->max_cost_micros_per_hour : 1));
+        bool env_cost_over = !env || over(id->env_cost, env->max_cost_micros);
+        if (over(dcost, k->max_cost_micros_per_day) && env_cost_over)
+            bg_reason_add(r, &nr, "cost_micros_per_day", det, (double)dcost, 0,
+                          (double)k->max_cost_micros_per_day,
+                          (double)dcost / (double)(k->max_cost_micros_per_day ? k->max_cost_micros_per_day : 1));
+        if (over(hcost, k->approval_cost_micros_per_hour) && env_cost_over) {
+            /* spend that needs an approval nobody gave: a person decides */
+            action = BG_ACT_REVIEW;
+            bg_reason_add(r, &nr, "spend_needs_approval", det, (double)hcost, 0,
+                          (double)k->approval_cost_micros_per_hour,
+                          (double)hcost / (double)(k->approval_cost_micros_per_hour ? k->approval_cost_micros_per_hour : 1));
+        }
+        if (over(id->h_new_dests, k->max_new_destinations_per_hour) &&
+            (!env || over(id->env_new_dests, env->max_new_destinations)))
+            bg_reason_add(r, &nr, "new_destinations_per_hour", det, id->h_new_dests, 0,
+                          (double)k->max_new_destinations_per_hour,
+                          (double)id->h_new_dests / (double)(k->max_new_destinations_per_hour ? k->max_new_destinations_per_hour : 1));
         if (over(id->h_secrets, k->max_secrets_per_hour) &&
             (!env || over(id->env_new_secrets, env->max_new_secrets)))
             bg_reason_add(r, &nr, "secrets_per_hour", det, id->h_secrets, 0,
@@ -506,11 +532,23 @@ static bool limit_signal(bg_ident *id, const bg_event *ev, const bg_class_policy
             if (over(id->h_secrets, k->max_secrets_per_hour))
                 bg_reason_add(r, &nr, "secrets_per_hour", "envelope", id->h_secrets, 0,
                               (double)k->max_secrets_per_hour, 1.0);
+            if (over(dcost, k->max_cost_micros_per_day) || over(hcost, k->approval_cost_micros_per_hour))
+                bg_reason_add(r, &nr, "spend_approved", "envelope", (double)hcost, 0,
+                              (double)env->max_cost_micros, 1.0);
+            if (over(id->h_new_dests, k->max_new_destinations_per_hour))
+                bg_reason_add(r, &nr, "new_destinations_per_hour", "envelope", id->h_new_dests, 0,
+                              (double)k->max_new_destinations_per_hour, 1.0);
         }
+    }
+    if (dest.ptr && bg_policy_dest_listed(pol->destinations.known_bad,
+                                          pol->destinations.n_known_bad, dest)) {
+        cls = BG_CLASS_UNEXPECTED;
+        action = BG_ACT_REVIEW;
+        bg_reason_add(r, &nr, "known_bad_destination", "destination_list", 1, 0, 0, 1.0);
     }
     if (ev->kind == BG_EV_SECRET) {
         if (over(id->h_grants, k->max_identity_grants_per_hour)) {
-            cls = BG_CLASS_UNEXPECTED;
+            cls = k->sprawl_revokes_identity ? BG_CLASS_ANOMALOUS : BG_CLASS_UNEXPECTED;
             bg_reason_add(r, &nr, "identity_sprawl", "static_limit", id->h_grants, 0,
                           (double)k->max_identity_grants_per_hour,
                           (double)id->h_grants / (double)(k->max_identity_grants_per_hour ? k->max_identity_grants_per_hour : 1));
@@ -531,8 +569,12 @@ static bool limit_signal(bg_ident *id, const bg_event *ev, const bg_class_policy
     }
     if (!nr)
         return false;
+    if (cls == BG_CLASS_PLANNED)
+        action = BG_ACT_ALLOW;
+    else if (cls == BG_CLASS_ANOMALOUS)
+        action = BG_ACT_REVOKE;
     *s = (bg_signal){.cls = cls,
-                     .action = cls == BG_CLASS_PLANNED ? BG_ACT_ALLOW : k->unexpected_action,
+                     .action = action,
                      .klass = k,
                      .env = env,
                      .reasons = r,
@@ -590,6 +632,7 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
         id->b_cost = add_sat32(id->b_cost, u->cost_micros);
         if (u->cost_micros > 0) {
             id->h_cost += (uint64_t)u->cost_micros;
+            id->d_cost += (uint64_t)u->cost_micros;
             if (env)
                 id->env_cost += u->cost_micros;
         }
@@ -668,15 +711,20 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
         if (fresh && mature && rare(e, e->dest_pop, dh, &users) && n_extra < 4)
             bg_reason_add(extra, &n_extra, "rare_destination", "rarity", users, (double)e->count,
                           0, 0.1);
-        if (fresh && mature) {
+        bool trusted = bg_policy_dest_listed(p->destinations.trusted, p->destinations.n_trusted, dest);
+        if (fresh && mature && !trusted) {
             novel = true;
             id->b_new_dests = inc_sat16(id->b_new_dests);
+            id->h_new_dests = inc_sat16(id->h_new_dests);
+            if (bg_policy_dest_listed(p->destinations.known_bad, p->destinations.n_known_bad, dest))
+                bg_reason_add(extra, &n_extra, "known_bad_destination", "destination_list", 1, 0,
+                              0, 0.3);
             if (env)
                 id->env_new_dests = inc_sat16(id->env_new_dests);
             if ((err = bg_corr_remember_dest(id, dest, t)))
                 return err;
             if (ev->kind == BG_EV_TOOLCALL && bg_corr_is_recent_secret(id, ev->u.tool.credential_id, t, w))
-                bg_reason_add(extra, &n_extra, "new_credential_on_new_destination", "correlation", 1, 0, 0, 1.0);
+                bg_reason_add(extra, &n_extra, "new_credential_on_new_destination", "correlation", 1, 0, 0, 0.3);
         }
     }
     bg_corr_prune(id, t < id->bucket_start ? id->bucket_start : t, w);
@@ -687,7 +735,7 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
     bool volume;
     bg_reason lr[BG_MAX_REASONS];
     bg_signal ls;
-    bool limited = limit_signal(id, ev, k, env, dest, owner_grants, lr, &ls, &volume);
+    bool limited = limit_signal(p, id, ev, k, env, dest, owner_grants, lr, &ls, &volume);
     if (limited)
         id->b_hot = 1;
     if ((novel || new_secret) && id->recent) {
@@ -697,9 +745,14 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
             return err;
     }
     if (limited) {
+        bool was_anomalous = id->burst && id->burst->cls == BG_CLASS_ANOMALOUS;
         if ((err = bg_burst_raise(e, id, &ls, out)))
             return err;
         id->burst->last_hot = t < id->bucket_start ? id->bucket_start : t;
+        /* sprawl that the class treats as compromise: revoke the identity, once */
+        if (ls.cls == BG_CLASS_ANOMALOUS && !was_anomalous &&
+            (err = bg_burst_revoke(e, id, NULL, t, out)))
+            return err;
     }
     return BG_OK;
 }

@@ -50,7 +50,8 @@ bg_err bg_burst_raise(bg_engine *e, bg_ident *id, const bg_signal *s, bg_outputs
 bg_err bg_burst_end(bg_engine *e, bg_ident *id, int64_t decided_at, bg_outputs *out);
 /* Note a destination / trace of an event in the open burst's distinct counts. */
 void bg_burst_note(bg_ident *id, uint64_t dest_hash, bg_str trace);
-/* A revocation command for secret_id under the burst's latest verdict. */
+/* A revocation command for secret_id under the burst's latest verdict;
+ * secret_id NULL revokes the identity itself (target IDENTITY). */
 bg_err bg_burst_revoke(bg_engine *e, bg_ident *id, const char *secret_id, int64_t t,
                        bg_outputs *out);
 void bg_burst_src_add(bg_ident *id, bg_event_kind kind, int64_t offset);

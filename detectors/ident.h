@@ -1,15 +1,15 @@
 /* Per-identity state of the engine (internal to detectors/).
  *
- * Budget: the resident struct is 200 bytes on LP64 (a static assert in
+ * Budget: the resident struct is 216 bytes on LP64 (a static assert in
  * engine.c keeps it so), plus the identity string itself; an identity with a
  * handful of destinations needs nothing else. What only some identities need
  * lives behind pointers that are NULL otherwise:
  *
- *   bg_ident, 200 bytes
+ *   bg_ident, 216 bytes
  *     hash, identity*, owner, first_seen      24   owner interned per engine
  *     bucket_start + bucket counters          32   calls, actions, tokens, cost,
  *                                                  secrets, tools, new dests, hot
- *     hour counters, buckets seen             16   cost, secrets, grants
+ *     hour and day counters, dense, class    32   cost, day cost, secrets, grants, new dests
  *     traces[2]                                8   fan-out under one trace counts once
  *     envelope usage                          16
  *     seen (bg_novel)                         40   <= 8 items inline, then <= 1 KiB heap
@@ -121,10 +121,13 @@ typedef struct bg_ident {
     uint16_t b_new_dests;   /* destinations used for the first time */
     uint8_t b_hot;          /* a limit signal fired in this bucket */
     uint8_t metrics_seen;   /* bit per bg_metric that has ever been non-zero */
-    /* the current clock hour of event time */
-    uint64_t h_cost;        /* micro-dollars */
+    /* the current clock hour and UTC day of event time */
+    uint64_t h_cost;        /* micro-dollars this hour */
+    uint64_t d_cost;        /* micro-dollars today */
     uint16_t h_secrets;     /* issuances */
     uint16_t h_grants;      /* SERVICE_IDENTITY / OAUTH_GRANT issuances */
+    uint16_t h_new_dests;   /* destinations used for the first time */
+    uint16_t pad1;
     uint16_t dense;         /* buckets in a row that had events, at most 2 apart, saturating */
     uint16_t klass;         /* index of the class of the latest event */
     uint32_t traces[2];     /* fingerprints of the latest trace ids, 0 = empty */

@@ -27,6 +27,9 @@ bg_err bg_policy_init_default(bg_policy *p) {
     c->max_api_calls_per_min = -1;
     c->max_tokens_per_min = -1;
     c->max_cost_micros_per_hour = -1;
+    c->max_cost_micros_per_day = -1;
+    c->approval_cost_micros_per_hour = -1;
+    c->max_new_destinations_per_hour = -1;
     c->max_secrets_per_hour = -1;
     c->max_identity_grants_per_hour = -1;
     c->max_owner_grants_per_hour = -1;
@@ -63,6 +66,12 @@ void bg_policy_free(bg_policy *p) {
         free(e->ticket);
     }
     free(p->envelopes);
+    for (uint32_t i = 0; i < p->destinations.n_trusted; i++)
+        free(p->destinations.trusted[i]);
+    free(p->destinations.trusted);
+    for (uint32_t i = 0; i < p->destinations.n_known_bad; i++)
+        free(p->destinations.known_bad[i]);
+    free(p->destinations.known_bad);
     memset(p, 0, sizeof *p);
 }
 
@@ -94,6 +103,13 @@ const bg_class_policy *bg_policy_class_for(const bg_policy *p, bg_str identity, 
         return c;
     }
     return &p->classes[p->default_class];
+}
+
+bool bg_policy_dest_listed(char *const *list, uint32_t n, bg_str dest) {
+    for (uint32_t i = 0; i < n; i++)
+        if (str_eq(dest, list[i]))
+            return true;
+    return false;
 }
 
 bool bg_envelope_covers(const bg_envelope *e, bg_str identity, const char *class_name,

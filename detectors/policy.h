@@ -28,6 +28,10 @@ typedef struct bg_class_policy {
     int64_t max_api_calls_per_min;    /* per 60 s bucket, -1 = none */
     int64_t max_tokens_per_min;       /* tokens_in + tokens_out per bucket */
     int64_t max_cost_micros_per_hour; /* per clock hour of event time */
+    int64_t max_cost_micros_per_day;  /* per UTC day of event time */
+    int64_t approval_cost_micros_per_hour; /* spend above this in an hour needs approval (an
+                                            * envelope): REVIEW, -1 = none */
+    int64_t max_new_destinations_per_hour; /* destinations used for the first time, -1 = none */
     int64_t max_secrets_per_hour;     /* secret issuances per clock hour */
     int64_t max_identity_grants_per_hour; /* SERVICE_IDENTITY / OAUTH_GRANT issuances per clock
                                            * hour: more is identity sprawl, -1 = none */
@@ -36,6 +40,8 @@ typedef struct bg_class_policy {
     int64_t max_secret_ttl_seconds;   /* a secret issued with a longer TTL is a signal, -1 = none */
     double sensitivity;               /* detector sensitivity, 0.25..4 (default 1): change-point
                                        * thresholds are divided by it */
+    bool sprawl_revokes_identity;     /* sprawl is ANOMALOUS with a RevocationCommand targeting
+                                       * the IDENTITY (else UNEXPECTED) */
     bg_action unexpected_action;      /* BG_ACT_THROTTLE or BG_ACT_REVIEW */
     char *review_routes[BG_POLICY_MAX_ROUTES]; /* "security", "platform", "app:<owner>" */
     uint32_t n_review_routes;
@@ -60,6 +66,16 @@ typedef struct bg_envelope {
     bool revoked;
 } bg_envelope;
 
+/* Destination lists: exact host names. */
+typedef struct bg_dest_lists {
+    char **trusted;   /* a first use of one of these is not novelty */
+    uint32_t n_trusted;
+    char **known_bad; /* any use is a signal; with a new secret, strong evidence */
+    uint32_t n_known_bad;
+} bg_dest_lists;
+
+#define BG_POLICY_MAX_DESTS 4096u /* per list */
+
 typedef struct bg_policy {
     char version[17];            /* 16 hex digits of a hash of the policy text */
     int64_t bucket_ms;           /* rate bucket width, default 60000 */
@@ -72,7 +88,11 @@ typedef struct bg_policy {
     uint32_t default_class; /* index into classes */
     bg_envelope *envelopes;
     uint32_t n_envelopes;
+    bg_dest_lists destinations;
 } bg_policy;
+
+/* Whether dest is on a list (exact match). */
+bool bg_policy_dest_listed(char *const *list, uint32_t n, bg_str dest);
 
 /* A policy with one class "default", no limits, no envelopes and the default
  * windows. Returns BG_ERR_NOMEM on allocation failure. */

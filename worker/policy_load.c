@@ -322,13 +322,18 @@ static const limit_row class_limits[] = {
     {"api_calls_per_min", offsetof(bg_class_policy, max_api_calls_per_min)},
     {"tokens_per_min", offsetof(bg_class_policy, max_tokens_per_min)},
     {"cost_micros_per_hour", offsetof(bg_class_policy, max_cost_micros_per_hour)},
+    {"cost_micros_per_day", offsetof(bg_class_policy, max_cost_micros_per_day)},
+    {"approval_cost_micros_per_hour", offsetof(bg_class_policy, approval_cost_micros_per_hour)},
+    {"new_destinations_per_hour", offsetof(bg_class_policy, max_new_destinations_per_hour)},
     {"secrets_per_hour", offsetof(bg_class_policy, max_secrets_per_hour)},
     {"identity_grants_per_hour", offsetof(bg_class_policy, max_identity_grants_per_hour)},
     {"owner_grants_per_hour", offsetof(bg_class_policy, max_owner_grants_per_hour)},
     {"secret_ttl_seconds", offsetof(bg_class_policy, max_secret_ttl_seconds)},
 };
 static const char *const class_limit_keys[] = {"api_calls_per_min",    "tokens_per_min",
-                                               "cost_micros_per_hour", "secrets_per_hour",
+                                               "cost_micros_per_hour", "cost_micros_per_day",
+                                               "approval_cost_micros_per_hour",
+                                               "new_destinations_per_hour", "secrets_per_hour",
                                                "identity_grants_per_hour", "owner_grants_per_hour",
                                                "secret_ttl_seconds", NULL};
 
@@ -366,7 +371,8 @@ static bg_err load_limits(ploader *L, const yaml_node_t *n, const char *what,
 
 static bg_err load_class(ploader *L, const yaml_node_t *n, size_t index) {
     static const char *const keys[] = {"name",          "match",   "limits", "unexpected_action",
-                                       "review_routes", "enforce", "sensitivity", NULL};
+                                       "review_routes", "enforce", "sensitivity",
+                                       "sprawl_action", NULL};
     static const char *const match_keys[] = {"identity_prefix", "owner", NULL};
     bg_policy *p = L->p;
     char what[96], sub[160];
@@ -434,6 +440,16 @@ static bg_err load_class(ploader *L, const yaml_node_t *n, size_t index) {
         snprintf(sub, sizeof sub, "%s: enforce", what);
         if ((e = get_bool(L, v, sub, &c->enforce)))
             return e;
+    }
+    if ((v = bg_yaml_map_get(&L->y, n, "sprawl_action"))) {
+        const char *s;
+        snprintf(sub, sizeof sub, "%s: sprawl_action", what);
+        if ((e = bg_yaml_scalar(&L->y, v, sub, &s)))
+            return e;
+        if (strcmp(s, "REVOKE_IDENTITY") == 0)
+            c->sprawl_revokes_identity = true;
+        else if (strcmp(s, "REVIEW") != 0)
+            return bg_yaml_fail(&L->y, v, "%s must be REVIEW or REVOKE_IDENTITY, not '%s'", sub, s);
     }
     if ((v = bg_yaml_map_get(&L->y, n, "sensitivity"))) {
         const char *s;
@@ -621,8 +637,24 @@ static bg_err load_envelopes(ploader *L, const yaml_node_t *n) {
     return BG_OK;
 }
 
+static bg_err load_destinations(ploader *L, const yaml_node_t *n) {
+    static const char *const keys[] = {"trusted", "known_bad", NULL};
+    if (!n || bg_yaml_is_null(n))
+        return BG_OK;
+    bg_err e = bg_yaml_map_check(&L->y, n, "destinations", keys);
+    if (e)
+        return e;
+    bg_dest_lists *d = &L->p->destinations;
+    if ((e = get_str_list(L, bg_yaml_map_get(&L->y, n, "trusted"), "destinations.trusted",
+                          BG_POLICY_MAX_DESTS, &d->trusted, &d->n_trusted)))
+        return e;
+    return get_str_list(L, bg_yaml_map_get(&L->y, n, "known_bad"), "destinations.known_bad",
+                        BG_POLICY_MAX_DESTS, &d->known_bad, &d->n_known_bad);
+}
+
 static bg_err load_doc(ploader *L, bg_class_policy *builtin) {
-    static const char *const keys[] = {"windows", "default_class", "classes", "envelopes", NULL};
+    static const char *const keys[] = {"windows", "default_class", "classes", "envelopes",
+                                       "destinations", NULL};
     yaml_node_t *root = bg_yaml_root(&L->y);
     bg_err e;
     if (root && !bg_yaml_is_null(root)) {
@@ -631,6 +663,8 @@ static bg_err load_doc(ploader *L, bg_class_policy *builtin) {
         if ((e = load_windows(L, bg_yaml_map_get(&L->y, root, "windows"))))
             return e;
         if ((e = load_classes(L, bg_yaml_map_get(&L->y, root, "classes"))))
+            return e;
+        if ((e = load_destinations(L, bg_yaml_map_get(&L->y, root, "destinations"))))
             return e;
     } else {
         root = NULL;
@@ -784,10 +818,17 @@ static void print_class(const bg_policy *p, uint32_t i, FILE *f) {
     print_limit(f, "API calls:", c->max_api_calls_per_min, "per minute");
     print_limit(f, "tokens (in + out):", c->max_tokens_per_min, "per minute");
     print_money_limit(f, "cost:", c->max_cost_micros_per_hour, " per hour");
+    print_money_limit(f, "cost per day:", c->max_cost_micros_per_day, " per day (UTC)");
+    print_money_limit(f, "approval above:", c->approval_cost_micros_per_hour,
+                      " per hour without an envelope: REVIEW");
+    print_limit(f, "new destinations:", c->max_new_destinations_per_hour, "per hour");
     print_limit(f, "secret issuances:", c->max_secrets_per_hour, "per hour");
     print_limit(f, "identity grants:", c->max_identity_grants_per_hour, "per hour");
     print_limit(f, "grants per owner:", c->max_owner_grants_per_hour, "per hour (one partition)");
     print_limit(f, "secret TTL:", c->max_secret_ttl_seconds, "seconds at most");
+    fprintf(f, "  sprawl: %s\n", c->sprawl_revokes_identity
+                                      ? "ANOMALOUS, the identity itself is revoked"
+                                      : "UNEXPECTED, routed to review");
     fprintf(f, "  detector sensitivity: %.2f (1 = default; higher alarms earlier)\n", c->sensitivity);
     fprintf(f, "  a burst beyond these limits outside any envelope: %s",
             c->unexpected_action == BG_ACT_THROTTLE ? "THROTTLE" : "REVIEW");
@@ -878,4 +919,10 @@ void bg_policy_print(const bg_policy *p, FILE *f) {
         print_class(p, i, f);
     for (uint32_t i = 0; i < p->n_envelopes; i++)
         print_envelope(&p->envelopes[i], f);
+    const bg_dest_lists *d = &p->destinations;
+    fprintf(f, "\ndestinations: %u trusted (a first use is not novelty), %u known bad (any use "
+               "is a signal)\n",
+            d->n_trusted, d->n_known_bad);
+    for (uint32_t i = 0; i < d->n_known_bad; i++)
+        fprintf(f, "  known bad: %s\n", d->known_bad[i]);
 }

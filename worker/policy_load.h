@@ -18,14 +18,21 @@
  *         api_calls_per_min: 600
  *         tokens_per_min: 200000
  *         cost_micros_per_hour: 5000000
+ *         cost_micros_per_day: 50000000
+ *         approval_cost_micros_per_hour: 2000000  # above: REVIEW unless an envelope covers it
+ *         new_destinations_per_hour: 10
  *         secrets_per_hour: 20
  *         identity_grants_per_hour: 5   # SERVICE_IDENTITY / OAUTH_GRANT issuances (sprawl)
  *         owner_grants_per_hour: 20     # the same over all of an owner's identities
  *         secret_ttl_seconds: 86400     # longest TTL a secret may be issued with
  *       unexpected_action: THROTTLE     # or REVIEW
  *       sensitivity: 1.0                # change-point detectors, 0.25..4
+ *       sprawl_action: REVIEW           # or REVOKE_IDENTITY: sprawl is ANOMALOUS
  *       review_routes: [platform, "app:{owner}"]
  *       enforce: true
+ *   destinations:              # exact host names
+ *     trusted: [api.openai.com]        # a first use is not novelty
+ *     known_bad: [paste.exfil.example] # any use is a signal
  *   envelopes:
  *     - id: chg-1042           # required, unique
  *       identity: spiffe://prod/etl/nightly   # selectors: at least one of
