@@ -374,6 +374,49 @@ static void test_structure_errors(void **state) {
                  "p.yaml:7:5:", "unknown key 'expires'");
 }
 
+/* The detection keys of a class and the destination lists. */
+static void test_detection_keys(void **state) {
+    (void)state;
+    bg_policy p;
+    char err[256];
+    const char *text =
+        "classes:\n  - name: a\n    limits:\n      cost_micros_per_day: 9000\n"
+        "      approval_cost_micros_per_hour: 700\n      new_destinations_per_hour: 4\n"
+        "      identity_grants_per_hour: 3\n      owner_grants_per_hour: 12\n"
+        "      secret_ttl_seconds: 3600\n    sensitivity: 2.5\n    sprawl_action: REVOKE_IDENTITY\n"
+        "  - name: b\n"
+        "destinations:\n  trusted: [good.example, also.good]\n  known_bad: [bad.example]\n";
+    assert_int_equal(load(text, &p, err, sizeof err), BG_OK);
+    const bg_class_policy *a = &p.classes[0], *b = &p.classes[1];
+    assert_int_equal(a->max_cost_micros_per_day, 9000);
+    assert_int_equal(a->approval_cost_micros_per_hour, 700);
+    assert_int_equal(a->max_new_destinations_per_hour, 4);
+    assert_int_equal(a->max_identity_grants_per_hour, 3);
+    assert_int_equal(a->max_owner_grants_per_hour, 12);
+    assert_int_equal(a->max_secret_ttl_seconds, 3600);
+    assert_true(a->sensitivity == 2.5);
+    assert_true(a->sprawl_revokes_identity);
+    /* unset: no limit, default sensitivity, sprawl reviewed */
+    assert_int_equal(b->max_cost_micros_per_day, -1);
+    assert_int_equal(b->approval_cost_micros_per_hour, -1);
+    assert_int_equal(b->max_new_destinations_per_hour, -1);
+    assert_true(b->sensitivity == 1.0);
+    assert_false(b->sprawl_revokes_identity);
+    assert_int_equal(p.destinations.n_trusted, 2);
+    assert_string_equal(p.destinations.trusted[1], "also.good");
+    assert_int_equal(p.destinations.n_known_bad, 1);
+    assert_true(bg_policy_dest_listed(p.destinations.known_bad, 1,
+                                      (bg_str){"bad.example", 11}));
+    assert_false(bg_policy_dest_listed(p.destinations.known_bad, 1, (bg_str){"bad.exampl", 10}));
+    bg_policy_free(&p);
+    expect_error("classes:\n  - name: a\n    sprawl_action: PANIC\n", "p.yaml:3:20:",
+                 "REVIEW or REVOKE_IDENTITY");
+    expect_error("classes:\n  - name: a\n    sensitivity: 9\n", "p.yaml:3:18:", "0.25..4");
+    expect_error("destinations:\n  trusted: [a]\n  knwon_bad: [b]\n", "p.yaml:3:3:",
+                 "knwon_bad");
+    expect_error("destinations:\n  known_bad: bad.example\n", "p.yaml:2:14:", "expected a list");
+}
+
 static void test_class_errors(void **state) {
     (void)state;
     expect_error("classes:\n  - match: {owner: x}\n", "p.yaml:2:5:", "needs a name");
@@ -541,6 +584,7 @@ int main(void) {
         cmocka_unit_test(test_syntax_errors),
         cmocka_unit_test(test_structure_errors),
         cmocka_unit_test(test_class_errors),
+        cmocka_unit_test(test_detection_keys),
         cmocka_unit_test(test_too_many_classes),
         cmocka_unit_test(test_window_errors),
         cmocka_unit_test(test_envelope_errors),
