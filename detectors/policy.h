@@ -24,6 +24,7 @@ typedef struct bg_class_policy {
      * that names this class; NULL = not used. A class with no selector only
      * matches explicitly. */
     char *match_identity_prefix; /* identity starts with this */
+    char *match_identity_glob;   /* identity matches this fnmatch(3) pattern ('*' spans '/') */
     char *match_owner;           /* owner equals this */
     int64_t max_api_calls_per_min;    /* per 60 s bucket, -1 = none */
     int64_t max_tokens_per_min;       /* tokens_in + tokens_out per bucket */

@@ -156,6 +156,27 @@ static int summarize(const char *bootstrap, const bg_config *cfg, const bg_gen *
         }
     printf("  verdicts on unplanted identities: %zu\n", others);
 
+    for (size_t i = 0; i < nv; i++) {
+        const bg_rb_verdict *x = &v[i];
+        if (x->classification != BG_CLASS_ANOMALOUS || x->phase != BG_PHASE_ONSET)
+            continue;
+        printf("\nsample verdict (the compromise's ONSET):\n"
+               "  verdict_id %s, identity %s, workload class %s: %s, action %s, severity %d\n"
+               "  new secrets [%s], new destinations [%s], review routes [%s]\n"
+               "  policy_version %s, %d source range(s)\n  reasons:\n",
+               x->verdict_id, x->identity, x->workload_class ? x->workload_class : "-",
+               bg_class_name((bg_class)x->classification), bg_action_name((bg_action)x->action),
+               x->severity, x->new_secret_ids, x->new_destinations, x->review_routes,
+               x->policy_version, x->n_source);
+        for (const char *line = x->reason_details; line && *line;) {
+            const char *eol = strchr(line, '\n');
+            int len = eol ? (int)(eol - line) : (int)strlen(line);
+            printf("    %.*s\n", len, line);
+            line = eol ? eol + 1 : NULL;
+        }
+        break;
+    }
+
     size_t expected_rev = 0, correct_rev = 0;
     for (size_t l = 0; l < nl; l++)
         if (labels[l].revoke_secret_id)

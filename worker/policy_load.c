@@ -373,7 +373,7 @@ static bg_err load_class(ploader *L, const yaml_node_t *n, size_t index) {
     static const char *const keys[] = {"name",          "match",   "limits", "unexpected_action",
                                        "review_routes", "enforce", "sensitivity",
                                        "sprawl_action", NULL};
-    static const char *const match_keys[] = {"identity_prefix", "owner", NULL};
+    static const char *const match_keys[] = {"identity_prefix", "identity_glob", "owner", NULL};
     bg_policy *p = L->p;
     char what[96], sub[160];
     snprintf(what, sizeof what, "classes[%zu]", index);
@@ -404,6 +404,10 @@ static bg_err load_class(ploader *L, const yaml_node_t *n, size_t index) {
         snprintf(sub, sizeof sub, "%s: match.identity_prefix", what);
         if ((e = get_str(L, bg_yaml_map_get(&L->y, v, "identity_prefix"), sub,
                          &c->match_identity_prefix)))
+            return e;
+        snprintf(sub, sizeof sub, "%s: match.identity_glob", what);
+        if ((e = get_str(L, bg_yaml_map_get(&L->y, v, "identity_glob"), sub,
+                         &c->match_identity_glob)))
             return e;
         snprintf(sub, sizeof sub, "%s: match.owner", what);
         if ((e = get_str(L, bg_yaml_map_get(&L->y, v, "owner"), sub, &c->match_owner)))
@@ -798,11 +802,14 @@ static void print_money_limit(FILE *f, const char *label, int64_t v, const char 
 static void print_class(const bg_policy *p, uint32_t i, FILE *f) {
     const bg_class_policy *c = &p->classes[i];
     fprintf(f, "\nclass %s%s\n", c->name, i == p->default_class ? " (the default class)" : "");
-    if (c->match_identity_prefix || c->match_owner) {
+    if (c->match_identity_prefix || c->match_identity_glob || c->match_owner) {
         fprintf(f, "  applies to identities");
         if (c->match_identity_prefix)
             fprintf(f, " starting with \"%s\"", c->match_identity_prefix);
-        if (c->match_identity_prefix && c->match_owner)
+        if (c->match_identity_glob)
+            fprintf(f, "%s matching \"%s\"", c->match_identity_prefix ? " and" : "",
+                    c->match_identity_glob);
+        if ((c->match_identity_prefix || c->match_identity_glob) && c->match_owner)
             fprintf(f, " and");
         if (c->match_owner)
             fprintf(f, " owned by \"%s\"", c->match_owner);

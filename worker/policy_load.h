@@ -13,6 +13,7 @@
  *     - name: ci               # required, unique
  *       match:
  *         identity_prefix: "spiffe://prod/ci/"
+ *         identity_glob: "*ci-runner-[0-9]*"   # fnmatch(3) pattern
  *         owner: team-ci
  *       limits:
  *         api_calls_per_min: 600

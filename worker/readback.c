@@ -133,6 +133,42 @@ static bg_err decode(bg_record rec, const void *buf, size_t len, avro_schema_t *
     return BG_OK;
 }
 
+static double get_double(avro_value_t *rec, const char *name) {
+    avro_value_t f;
+    double v = 0;
+    if (!avro_value_get_by_name(rec, name, &f, NULL))
+        avro_value_get_double(&f, &v);
+    return v;
+}
+
+static char *reason_lines(avro_value_t *rec) {
+    avro_value_t arr;
+    size_t n = 0;
+    if (avro_value_get_by_name(rec, "reasons", &arr, NULL) || avro_value_get_size(&arr, &n))
+        return cdup("", 0);
+    size_t cap = 256 + n * 160, len = 0;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    out[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        avro_value_t el;
+        if (avro_value_get_by_index(&arr, i, &el, NULL))
+            continue;
+        char *code = get_str(&el, "code"), *det = get_str(&el, "detector");
+        int w = snprintf(out + len, cap - len,
+                         "%s (%s): observed %g, baseline %g, threshold %g, score %.2f\n",
+                         code ? code : "?", det ? det : "?", get_double(&el, "observed"),
+                         get_double(&el, "baseline"), get_double(&el, "threshold"),
+                         get_double(&el, "score"));
+        free(code);
+        free(det);
+        if (w > 0 && (size_t)w < cap - len)
+            len += (size_t)w;
+    }
+    return out;
+}
+
 static void done(avro_schema_t schema, avro_value_iface_t *iface, avro_value_t *val) {
     avro_value_decref(val);
     avro_value_iface_decref(iface);
@@ -164,6 +200,7 @@ bg_err bg_rb_verdict_decode(const void *buf, size_t len, bg_rb_verdict *v) {
     v->decided_at = get_long(&val, "decided_at");
     v->emitted_at = get_long(&val, "emitted_at");
     v->reasons = get_joined(&val, "reasons", "code");
+    v->reason_details = reason_lines(&val);
     v->new_secret_ids = get_joined(&val, "new_secret_ids", NULL);
     v->new_destinations = get_joined(&val, "new_destinations", NULL);
     v->review_routes = get_joined(&val, "review_routes", NULL);
@@ -182,6 +219,7 @@ void bg_rb_verdict_clear(bg_rb_verdict *v) {
     free(v->envelope_id);
     free(v->policy_version);
     free(v->reasons);
+    free(v->reason_details);
     free(v->new_secret_ids);
     free(v->new_destinations);
     free(v->review_routes);

@@ -18,6 +18,8 @@ typedef struct bg_rb_verdict {
     int32_t severity;
     int64_t window_start, window_end, decided_at, emitted_at;
     char *reasons; /* codes, comma-separated */
+    char *reason_details; /* "code (detector): observed X, baseline B, threshold T, score S" per
+                           * reason, one a line */
     char *new_secret_ids, *new_destinations, *review_routes; /* comma-separated */
     int n_source;
     bool replay;

@@ -409,6 +409,17 @@ static void test_detection_keys(void **state) {
                                       (bg_str){"bad.example", 11}));
     assert_false(bg_policy_dest_listed(p.destinations.known_bad, 1, (bg_str){"bad.exampl", 10}));
     bg_policy_free(&p);
+    /* glob selectors */
+    assert_int_equal(load("classes:\n  - name: g\n    match: {identity_glob: \"spiffe://*/ci-runner-[0-9]*\"}\n",
+                          &p, err, sizeof err),
+                     BG_OK);
+    assert_string_equal(bg_policy_class_for(&p, (bg_str){"spiffe://prod/x/ci-runner-7", 27},
+                                            (bg_str){NULL, 0}, (bg_str){NULL, 0})->name,
+                        "g");
+    assert_string_equal(bg_policy_class_for(&p, (bg_str){"spiffe://prod/ci-runner-x", 25},
+                                            (bg_str){NULL, 0}, (bg_str){NULL, 0})->name,
+                        "default");
+    bg_policy_free(&p);
     expect_error("classes:\n  - name: a\n    sprawl_action: PANIC\n", "p.yaml:3:20:",
                  "REVIEW or REVOKE_IDENTITY");
     expect_error("classes:\n  - name: a\n    sensitivity: 9\n", "p.yaml:3:18:", "0.25..4");
