@@ -110,7 +110,7 @@ static const cfg_key cfg_keys[] = {
     {"policy", CT_PATH, NULL, OFF(policy_path), 0, 0, NULL,
      "policy file (see `burstguard policy check`); unset = built-in default policy"},
     {"http.listen", CT_STRING, "0.0.0.0:9100", OFF(http_listen), 0, 0, check_listen,
-     "HOST:PORT for /metrics /healthz /readyz; empty disables the endpoint (validated; this version serves no endpoint yet)"},
+     "HOST:PORT for /metrics /healthz /readyz; port 0 picks a free one (logged); empty disables the endpoint"},
     {"worker.batch_max_messages", CT_INT, "10000", OFF(batch_max_messages), 1, 1000000, NULL,
      "most messages consumed per batch (one transaction)"},
     {"worker.batch_max_ms", CT_DURATION, "100ms", OFF(batch_max_ms), 1, 60000, NULL,
@@ -171,8 +171,8 @@ static bool check_listen(const char *v, char *why, size_t why_size) {
     const char *colon = strrchr(v, ':');
     int64_t port;
     if (!colon || !bg_yaml_parse_int(colon + 1, &port) || colon[1] == '+' || colon[1] == '-' ||
-        port < 1 || port > 65535) {
-        snprintf(why, why_size, "'%s' is not HOST:PORT with a port in 1..65535", v);
+        port < 0 || port > 65535) {
+        snprintf(why, why_size, "'%s' is not HOST:PORT with a port in 0..65535", v);
         return false;
     }
     return true;

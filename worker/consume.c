@@ -267,15 +267,19 @@ void bg_consumer_pause(bg_consumer *c, int kind, int32_t partition, bool pause) 
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-bool bg_consumer_caught_up(bg_consumer *c, int kind, int32_t partition, int64_t next_offset) {
+int64_t bg_consumer_lag(bg_consumer *c, int kind, int32_t partition, int64_t next_offset) {
     int64_t lo = -1, hi = -1;
     if (rd_kafka_get_watermark_offsets(c->rk, c->cfg->topics[input_topics[kind]], partition, &lo,
                                        &hi) ||
         hi < 0)
-        return false;
-    if (next_offset >= 0)
-        return next_offset >= hi;
-    return lo == hi; /* nothing received: caught up only if the partition is empty */
+        return -1;
+    if (next_offset < 0)
+        return hi - lo; /* nothing received yet */
+    return hi > next_offset ? hi - next_offset : 0;
+}
+
+bool bg_consumer_caught_up(bg_consumer *c, int kind, int32_t partition, int64_t next_offset) {
+    return bg_consumer_lag(c, kind, partition, next_offset) == 0;
 }
 
 bool bg_consumer_fatal(bg_consumer *c, char *errstr, size_t errstr_size) {

@@ -60,6 +60,7 @@ typedef struct pipe {
     const bg_policy *policy; /* in force: the caller's, or one reloaded */
     bg_policy *reloaded;     /* owned: the latest reloaded policy, or NULL */
     struct stat policy_stat; /* of the policy file when last loaded or tried */
+    uint64_t reloads_ok, reloads_rejected;
     double policy_checked;   /* monotonic s of the last stat */
 } pipe_t;
 
@@ -311,6 +312,7 @@ static void maybe_reload(pipe_t *p, double now) {
     }
     if (bg_policy_load(path, np, errstr, sizeof errstr)) {
         bg_error("policy reload rejected, keeping version %s: %s", p->policy->version, errstr);
+        p->reloads_rejected++;
         free(np);
         return;
     }
@@ -322,13 +324,73 @@ static void maybe_reload(pipe_t *p, double now) {
     for (int32_t t = 0; t < p->n_tasks; t++)
         if (p->tasks[t].engine)
             bg_engine_set_policy(p->tasks[t].engine, np);
+    bg_envtable_set_policy(p->envelopes, np);
     bg_info("policy reloaded from %s: version %s -> %s", path, p->policy->version, np->version);
+    p->reloads_ok++;
     if (p->reloaded) {
         bg_policy_free(p->reloaded);
         free(p->reloaded);
     }
     p->reloaded = np;
     p->policy = np;
+}
+
+/* Publish the batch's effect to the metrics (once per batch). */
+static void update_metrics(pipe_t *p, double batch_s, double now) {
+    bg_metrics *m = p->o->metrics;
+    if (!m)
+        return;
+    static double bytes_at;
+    bool bytes = now - bytes_at >= 10.0;
+    uint64_t state_bytes = 0;
+    bg_engine_stats es;
+    uint64_t ids = 0, late = 0;
+    for (int32_t t = 0; t < p->n_tasks; t++)
+        if (p->tasks[t].engine) {
+            bg_engine_stats_get(p->tasks[t].engine, &es);
+            ids += es.identities;
+            late += es.late_events;
+            if (bytes)
+                state_bytes += bg_engine_state_bytes(p->tasks[t].engine);
+        }
+    bg_envtable_stats ets;
+    bg_envtable_stats_get(p->envelopes, &ets);
+    pthread_mutex_lock(&m->mu);
+    memcpy(m->events, p->st->events, sizeof m->events);
+    for (int r = 0; r < BG_DL_REASONS && r < BG_METRICS_DL_REASONS; r++)
+        m->deadletters[r] = p->st->deadletters[r];
+    memcpy(m->verdicts, p->st->verdicts_by, sizeof m->verdicts);
+    m->revocations = p->st->revocations;
+    m->batches = p->st->batches;
+    if (batch_s >= 0)
+        bg_metrics_observe_batch(m, batch_s);
+    m->identities = ids;
+    m->late_events += late > m->late_events ? late - m->late_events : 0;
+    if (bytes) {
+        m->state_bytes = state_bytes;
+        bytes_at = now;
+    }
+    m->envelopes_live = bg_envset_count(bg_envtable_set(p->envelopes));
+    m->envelopes_applied = ets.applied;
+    m->envelopes_rejected = ets.rejected;
+    memcpy(m->policy_version, p->policy->version, sizeof m->policy_version);
+    m->reloads_ok = p->reloads_ok;
+    m->reloads_rejected = p->reloads_rejected;
+    m->n_lag = 0;
+    uint32_t assigned = 0;
+    for (int32_t t = 0; t < p->n_tasks; t++)
+        for (int k = 0; k < 3; k++) {
+            if (!(p->tasks[t].assigned_mask & (1u << k)))
+                continue;
+            assigned++;
+            int64_t lag = bg_consumer_lag(p->consumer, k, t, p->tasks[t].in[k].next_offset);
+            if (lag >= 0 && m->n_lag < BG_METRICS_MAX_LAG)
+                m->lag[m->n_lag++] = (bg_lag){(uint8_t)k, t, lag};
+        }
+    m->assigned = assigned;
+    m->ready = assigned > 0;
+    m->last_poll = now;
+    pthread_mutex_unlock(&m->mu);
 }
 
 /* Wait for the batch's outputs. BG_OK when delivered; an error when a
@@ -376,9 +438,11 @@ bg_err bg_pipeline_run(const bg_pipeline_opts *o, bg_pipeline_stats *st, char *e
     if (!err)
         err = bg_envtable_new(o->cfg, o->codec, envelope_rejected, &p, &p.envelopes, errstr,
                               errstr_size);
-    if (!err)
+    if (!err) {
+        bg_envtable_set_policy(p.envelopes, o->policy);
         err = bg_envtable_sync(p.envelopes, o->startup_timeout_ms, errstr, errstr_size);
-    if (!err)
+    }
+    if (!err && o->policy->n_approvers == 0)
         bg_warn("envelopes are accepted unsigned: no approver keys are configured");
     if (!err)
         err = bg_consumer_subscribe(p.consumer, errstr, errstr_size);
@@ -392,6 +456,7 @@ bg_err bg_pipeline_run(const bg_pipeline_opts *o, bg_pipeline_stats *st, char *e
         bg_envtable_poll(p.envelopes);
         maybe_reload(&p, now_s());
         size_t n = bg_consumer_poll_batch(p.consumer, msgs, max, (int)o->cfg->batch_max_ms);
+        double polled = now_s();
         if (n && !received) {
             received = true;
             first = now_s(); /* the rate counts from the first message received */
@@ -439,7 +504,10 @@ bg_err bg_pipeline_run(const bg_pipeline_opts *o, bg_pipeline_stats *st, char *e
                 if (p.tasks[t].engine)
                     err = bg_engine_tick(p.tasks[t].engine, &p.out);
             for (size_t i = 0; i < p.out.n_verdicts; i++)
+            {
                 st->verdicts[p.out.verdicts[i].classification]++;
+                st->verdicts_by[p.out.verdicts[i].classification][p.out.verdicts[i].action]++;
+            }
             st->revocations += p.out.n_revocations;
             if (!err)
                 err = bg_emitter_outputs(p.emitter, &p.out);
@@ -461,6 +529,7 @@ bg_err bg_pipeline_run(const bg_pipeline_opts *o, bg_pipeline_stats *st, char *e
             idle_since = now;
             st->batches++;
         }
+        update_metrics(&p, applied ? now - polled : -1.0, now);
         if (o->idle_exit_ms > 0 && started && !buffered(&p) &&
             (now - idle_since) * 1000.0 > (double)o->idle_exit_ms)
             break;

@@ -21,6 +21,7 @@
 #include "../detectors/policy.h"
 #include "codec.h"
 #include "config.h"
+#include "metrics.h"
 
 typedef struct bg_pipeline_opts {
     const bg_config *cfg;
@@ -31,6 +32,7 @@ typedef struct bg_pipeline_opts {
     volatile sig_atomic_t *reload;     /* set asynchronously (SIGHUP) to reload the policy; may be NULL */
     int64_t idle_exit_ms;              /* > 0: return once no input arrived for this long */
     int startup_timeout_ms;            /* broker reachability check */
+    bg_metrics *metrics;               /* updated after each batch; NULL for none */
 } bg_pipeline_opts;
 
 #define BG_DL_REASONS 32 /* dead letters counted by bg_err value */
@@ -40,6 +42,7 @@ typedef struct bg_pipeline_stats {
     uint64_t deadletters[BG_DL_REASONS];
     uint64_t deadletters_total;
     uint64_t verdicts[3];              /* by bg_class */
+    uint64_t verdicts_by[3][4];        /* by bg_class x bg_action */
     uint64_t revocations;
     uint64_t batches;
     double busy_s;                     /* wall time from the first to the last message */

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "http.h"
 #include "log.h"
 #include "pipeline.h"
 #include "setup.h"
@@ -131,7 +132,26 @@ int bg_run_main(int argc, char **argv) {
     bg_info("burstguard %s starting: policy %s, group %s", BG_VERSION, policy.version,
             group ? group : (bg_config_kafka(&cfg, "group.id") ? bg_config_kafka(&cfg, "group.id")
                                                               : "burstguard"));
+    bg_metrics metrics;
+    const char *names[BG_EV_KIND_COUNT] = {cfg.topics[BG_TOPIC_USAGE], cfg.topics[BG_TOPIC_SECRETS],
+                                           cfg.topics[BG_TOPIC_TOOLCALLS],
+                                           cfg.topics[BG_TOPIC_ENVELOPES]};
+    bg_metrics_init(&metrics, names);
+    metrics.unsigned_envelopes = true;
+    bg_http *http = NULL;
+    if (cfg.http_listen && *cfg.http_listen) {
+        if (bg_http_start(cfg.http_listen, &metrics, &http, errstr, sizeof errstr)) {
+            fprintf(stderr, "burstguard: %s\n", errstr);
+            bg_metrics_destroy(&metrics);
+            bg_codec_free(codec);
+            bg_policy_free(&policy);
+            bg_config_free(&cfg);
+            return 1;
+        }
+        bg_info("serving /metrics /healthz /readyz on port %u", bg_http_port(http));
+    }
     bg_pipeline_opts o = {.cfg = &cfg,
+                          .metrics = &metrics,
                           .policy = &policy,
                           .codec = codec,
                           .group_id = group,
@@ -147,6 +167,8 @@ int bg_run_main(int argc, char **argv) {
             (unsigned long long)st.deadletters_total, (unsigned long long)st.verdicts[0],
             (unsigned long long)st.verdicts[1], (unsigned long long)st.verdicts[2],
             (unsigned long long)st.revocations);
+    bg_http_stop(http);
+    bg_metrics_destroy(&metrics);
     int rc = 0;
     if (err) {
         fprintf(stderr, "burstguard: %s\n", errstr);

@@ -61,7 +61,8 @@ static int setup(void **state) {
     if (h_mock_start(&mock, 2))
         return -1;
     char cfg[1024];
-    snprintf(cfg, sizeof cfg, "kafka:\n  bootstrap.servers: %s\n  session.timeout.ms: 6000\n",
+    snprintf(cfg, sizeof cfg,
+             "kafka:\n  bootstrap.servers: %s\n  session.timeout.ms: 6000\nhttp:\n  listen: \"\"\n",
              mock.bootstrap);
     h_write_file("ok.yaml", cfg);
     h_write_file("unknown-key.yaml", "kafka:\n  bootstrap.servers: x\ntopics:\n  usgae: a\n");
@@ -73,7 +74,8 @@ static int setup(void **state) {
     snprintf(cfg, sizeof cfg, "kafka:\n  bootstrap.servers: %s\npolicy: bad-policy.yaml\n",
              mock.bootstrap);
     h_write_file("with-bad-policy.yaml", cfg);
-    h_write_file("unreachable.yaml", "kafka:\n  bootstrap.servers: 127.0.0.1:1\n");
+    h_write_file("unreachable.yaml",
+                 "kafka:\n  bootstrap.servers: 127.0.0.1:1\nhttp:\n  listen: \"\"\n");
     return 0;
 }
 

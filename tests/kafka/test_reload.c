@@ -117,7 +117,7 @@ static void test_reload(void **state) {
     char cfg[1024];
     snprintf(cfg, sizeof cfg,
              "kafka:\n  bootstrap.servers: %s\n  group.id: reload\n  session.timeout.ms: 6000\n"
-             "policy: policy.yaml\n",
+             "policy: policy.yaml\nhttp:\n  listen: \"\"\n",
              mock.bootstrap);
     h_write_file("config.yaml", cfg);
     char *argv[] = {(char *)h_bin(), "run", "--config", "config.yaml", NULL};

@@ -409,7 +409,8 @@ static void test_sigterm_restart_loses_nothing(void **state) {
     snprintf(cfg, sizeof cfg,
              "kafka:\n  bootstrap.servers: %s\n  group.id: restart\n  session.timeout.ms: 6000\n"
              "  auto.commit.interval.ms: 200\n"
-             "policy: policy.yaml\nworker:\n  shutdown_timeout_ms: 5000\n  batch_max_messages: 50\n",
+             "policy: policy.yaml\nhttp:\n  listen: \"\"\n"
+             "worker:\n  shutdown_timeout_ms: 5000\n  batch_max_messages: 50\n",
              mock.bootstrap);
     h_write_file("config.yaml", cfg);
     want_bursts want = {.n = 40};
