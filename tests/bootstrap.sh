@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config librdkafka-dev libavro-dev libjansson-dev
           libjemalloc-dev liblz4-dev libcurl4-openssl-dev libyaml-dev libxxhash-dev
-          libcmocka-dev libmicrohttpd-dev libsodium-dev kcat clang libclang-rt-14-dev)
+          libcmocka-dev libmicrohttpd-dev libsodium-dev kcat clang libclang-rt-14-dev
+          python3-yaml nodejs)
 
 install_missing() {
     local missing=()
