@@ -22,6 +22,10 @@ static const struct {
     [BG_ERR_KAFKA] = {"kafka", "Kafka error"},
     [BG_ERR_FULL] = {"full", "container full"},
     [BG_ERR_BAD_VALUE] = {"bad_value", "value out of range"},
+    [BG_ERR_UNSIGNED] = {"unsigned", "record is not signed but approver keys are configured"},
+    [BG_ERR_BAD_SIGNATURE] = {"bad_signature", "signature does not verify"},
+    [BG_ERR_UNTRUSTED_KEY] = {"untrusted_key", "signed by a key that is not trusted"},
+    [BG_ERR_KEY_SCOPE] = {"key_scope", "the signing key may not authorise this selector"},
 };
 
 const char *bg_err_str(bg_err err) {

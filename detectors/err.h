@@ -24,6 +24,10 @@ typedef enum bg_err {
     BG_ERR_KAFKA = 15,         /* librdkafka reported an error */
     BG_ERR_FULL = 16,          /* a bounded container is full */
     BG_ERR_BAD_VALUE = 17,     /* a decoded value is out of its allowed range */
+    BG_ERR_UNSIGNED = 18,      /* approver keys are configured but the record carries no signature */
+    BG_ERR_BAD_SIGNATURE = 19, /* the signature does not verify over the canonical bytes */
+    BG_ERR_UNTRUSTED_KEY = 20, /* signed by a key_id that is not a trusted approver */
+    BG_ERR_KEY_SCOPE = 21,     /* the approver's key may not authorise this selector */
 } bg_err;
 
 /* Human-readable one-line description. Never NULL. */

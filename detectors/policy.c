@@ -74,6 +74,17 @@ void bg_policy_free(bg_policy *p) {
     for (uint32_t i = 0; i < p->destinations.n_known_bad; i++)
         free(p->destinations.known_bad[i]);
     free(p->destinations.known_bad);
+    for (uint32_t i = 0; i < p->n_approvers; i++) {
+        bg_approver *a = &p->approvers[i];
+        free(a->key_id);
+        for (uint32_t k = 0; k < a->n_owners; k++)
+            free(a->owners[k]);
+        free(a->owners);
+        for (uint32_t k = 0; k < a->n_workload_classes; k++)
+            free(a->workload_classes[k]);
+        free(a->workload_classes);
+    }
+    free(p->approvers);
     memset(p, 0, sizeof *p);
 }
 

@@ -77,6 +77,20 @@ typedef struct bg_dest_lists {
 
 #define BG_POLICY_MAX_DESTS 4096u /* per list */
 
+/* A trusted approver of live envelopes (nhi.envelopes.v1). The worker checks
+ * an envelope's Ed25519 signature against public_key when its key_id names
+ * this approver; the detectors never verify anything themselves. */
+#define BG_POLICY_MAX_APPROVERS 256u
+#define BG_POLICY_MAX_SCOPE 64u /* owners or workload classes per approver */
+typedef struct bg_approver {
+    char *key_id;              /* unique among approvers */
+    uint8_t public_key[32];    /* raw Ed25519 public key */
+    char **owners;             /* NULL/0: any owner; else the envelope's owner must be listed */
+    uint32_t n_owners;
+    char **workload_classes;   /* NULL/0: any class; else the envelope's class must be listed */
+    uint32_t n_workload_classes;
+} bg_approver;
+
 typedef struct bg_policy {
     char version[17];            /* 16 hex digits of a hash of the policy text */
     int64_t bucket_ms;           /* rate bucket width, default 60000 */
@@ -90,6 +104,8 @@ typedef struct bg_policy {
     bg_envelope *envelopes;
     uint32_t n_envelopes;
     bg_dest_lists destinations;
+    bg_approver *approvers;    /* empty: envelopes are accepted unsigned */
+    uint32_t n_approvers;
 } bg_policy;
 
 /* Whether dest is on a list (exact match). */

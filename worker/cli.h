@@ -15,5 +15,8 @@ int bg_run_main(int argc, char **argv);
 int bg_demo_main(int argc, char **argv);
 int bg_policy_main(int argc, char **argv);
 int bg_series_main(int argc, char **argv);
+int bg_keygen_main(int argc, char **argv);         /* envelope_cmd.c */
+int bg_envelope_main(int argc, char **argv);
+int bg_verify_command_main(int argc, char **argv);
 
 #endif

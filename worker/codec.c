@@ -73,6 +73,8 @@ struct bg_codec {
     bool has_out[BG_REC_COUNT];
     char *tmp; /* NUL-terminated copies for Avro-C strings */
     size_t tmp_cap;
+    entry canon[BG_REC_COUNT]; /* reader schemas, for canonical (signed) bytes; lazily */
+    bool has_canon[BG_REC_COUNT];
 };
 
 __attribute__((format(printf, 3, 4))) static void say(char *why, size_t n, const char *fmt, ...) {
@@ -136,6 +138,17 @@ void bg_codec_free(bg_codec *c) {
         json_decref(e->json);
         avro_schema_decref(e->schema);
         free(e->text);
+    }
+    for (size_t r = 0; r < BG_REC_COUNT; r++) {
+        if (!c->has_canon[r])
+            continue;
+        entry *e = &c->canon[r];
+        if (e->iface) {
+            avro_value_decref(&e->value);
+            avro_value_iface_decref(e->iface);
+        }
+        json_decref(e->json);
+        avro_schema_decref(e->schema);
     }
     for (size_t r = 0; r <= BG_REC_ENVELOPE; r++)
         bg_codec_reader_free(c->readers[r]);
@@ -586,35 +599,41 @@ static bg_err prepare(entry *e) {
     return BG_OK;
 }
 
-static bg_err frame(entry *e, bg_buf *out) {
+/* Write e->value into out: with the 5-byte framing (hdr 5) or bare (hdr 0,
+ * the canonical bytes of a signature). */
+static bg_err write_value(entry *e, avro_value_t *val, size_t hdr, bg_buf *out) {
     size_t sz = 0;
-    if (avro_value_sizeof(&e->value, &sz))
+    if (avro_value_sizeof(val, &sz))
         return BG_ERR_INVALID;
-    if (sz + 5 > BG_MAX_MESSAGE)
+    if (sz + hdr > BG_MAX_MESSAGE)
         return BG_ERR_OVERSIZED;
-    if (out->cap < sz + 5) {
-        uint8_t *n = realloc(out->data, sz + 5);
+    if (out->cap < sz + hdr || !out->data) {
+        uint8_t *n = realloc(out->data, sz + hdr + 1);
         if (!n)
             return BG_ERR_NOMEM;
         out->data = n;
-        out->cap = sz + 5;
+        out->cap = sz + hdr + 1;
     }
-    uint32_t id = (uint32_t)e->id;
-    out->data[0] = 0;
-    out->data[1] = (uint8_t)(id >> 24);
-    out->data[2] = (uint8_t)(id >> 16);
-    out->data[3] = (uint8_t)(id >> 8);
-    out->data[4] = (uint8_t)id;
-    avro_writer_t w = avro_writer_memory((const char *)out->data + 5, (int64_t)sz);
+    if (hdr) {
+        uint32_t id = (uint32_t)e->id;
+        out->data[0] = 0;
+        out->data[1] = (uint8_t)(id >> 24);
+        out->data[2] = (uint8_t)(id >> 16);
+        out->data[3] = (uint8_t)(id >> 8);
+        out->data[4] = (uint8_t)id;
+    }
+    avro_writer_t w = avro_writer_memory((const char *)out->data + hdr, (int64_t)sz);
     if (!w)
         return BG_ERR_NOMEM;
-    int rc = avro_value_write(w, &e->value);
+    int rc = avro_value_write(w, val);
     avro_writer_free(w);
     if (rc)
         return BG_ERR_INVALID;
-    out->len = sz + 5;
+    out->len = sz + hdr;
     return BG_OK;
 }
+
+static bg_err frame(entry *e, bg_buf *out) { return write_value(e, &e->value, 5, out); }
 
 /* A record (v, writer type s, its JSON `fields`) filled field by field: fill()
  * returns 1 for a name it does not know, which then gets its default. */
@@ -937,4 +956,239 @@ bg_err bg_codec_encode_revocation(bg_codec *c, const bg_revocation *r, const bg_
         return BG_ERR_INVALID;
     out_ctx o = {.r = r, .m = m};
     return encode_output(c, BG_REC_REVOCATION, fill_revocation, &o, out);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Canonical bytes (what signatures cover, see sign.h)                      */
+/* ------------------------------------------------------------------------ */
+
+/* The reader schema of rec as an encoder entry, parsed on first use. */
+static entry *canon_entry(bg_codec *c, bg_record rec) {
+    if (c->has_canon[rec])
+        return &c->canon[rec];
+    entry *e = &c->canon[rec];
+    memset(e, 0, sizeof *e);
+    e->id = -1;
+    e->rec = (int)rec;
+    const char *t = bg_schema_texts[rec];
+    json_error_t je;
+    if (avro_schema_from_json_length(t, strlen(t), &e->schema) != 0)
+        return NULL;
+    e->json = json_loadb(t, strlen(t), 0, &je);
+    if (!e->json) {
+        avro_schema_decref(e->schema);
+        return NULL;
+    }
+    c->has_canon[rec] = true;
+    return e;
+}
+
+bg_err bg_codec_canonical_envelope(bg_codec *c, const bg_envelope_msg *env, bg_buf *out) {
+    if (!c || !env || !out)
+        return BG_ERR_INVALID;
+    entry *e = canon_entry(c, BG_REC_ENVELOPE);
+    if (!e)
+        return BG_ERR_SCHEMA;
+    bg_err err = prepare(e);
+    if (err != BG_OK)
+        return err;
+    bg_envelope_msg m = *env;
+    m.signature = (bg_str){NULL, 0};
+    slot_ctx x = {c->readers[BG_REC_ENVELOPE], (const char *)&m};
+    err = fill_record(c, &e->value, e->schema, json_object_get(e->json, "fields"), fill_slot, &x);
+    return err != BG_OK ? err : write_value(e, &e->value, 0, out);
+}
+
+bg_err bg_codec_canonical_revocation(bg_codec *c, const bg_revocation *r, const char *key_id,
+                                     bg_buf *out) {
+    if (!c || !r || !out)
+        return BG_ERR_INVALID;
+    entry *e = canon_entry(c, BG_REC_REVOCATION);
+    if (!e)
+        return BG_ERR_SCHEMA;
+    bg_err err = prepare(e);
+    if (err != BG_OK)
+        return err;
+    bg_emit_meta m = {.key_id = key_id};
+    out_ctx o = {.r = r, .m = &m};
+    err = fill_record(c, &e->value, e->schema, json_object_get(e->json, "fields"),
+                      fill_revocation, &o);
+    return err != BG_OK ? err : write_value(e, &e->value, 0, out);
+}
+
+/* Walk one Avro value of schema s in b[*pos..len) with every length and index
+ * checked, so that Avro-C (which trusts lengths) only ever reads a body known
+ * to be well formed. Records, unions, enums and the primitive types only:
+ * what the RevocationCommand schema uses. */
+static bool walk_varint(const uint8_t *b, size_t len, size_t *pos, int64_t *out) {
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (*pos >= len)
+            return false;
+        uint8_t c = b[(*pos)++];
+        v |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            *out = (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool walk(avro_schema_t s, const uint8_t *b, size_t len, size_t *pos, unsigned depth) {
+    int64_t v;
+    if (depth > 8)
+        return false;
+    switch (avro_typeof(s)) {
+    case AVRO_NULL: return true;
+    case AVRO_BOOLEAN:
+        if (*pos >= len || b[*pos] > 1)
+            return false;
+        (*pos)++;
+        return true;
+    case AVRO_INT32:
+    case AVRO_INT64: return walk_varint(b, len, pos, &v);
+    case AVRO_STRING:
+    case AVRO_BYTES:
+        if (!walk_varint(b, len, pos, &v) || v < 0 || v > (int64_t)BG_MAX_STRING ||
+            (size_t)v > len - *pos)
+            return false;
+        *pos += (size_t)v;
+        return true;
+    case AVRO_ENUM:
+        return walk_varint(b, len, pos, &v) && v >= 0 &&
+               v < (int64_t)avro_schema_enum_number_of_symbols(s);
+    case AVRO_UNION:
+        if (!walk_varint(b, len, pos, &v) || v < 0 || v >= (int64_t)avro_schema_union_size(s))
+            return false;
+        return walk(avro_schema_union_branch(s, (int)v), b, len, pos, depth + 1);
+    case AVRO_RECORD:
+        for (size_t i = 0; i < avro_schema_record_size(s); i++)
+            if (!walk(avro_schema_record_field_get_by_index(s, (int)i), b, len, pos, depth + 1))
+                return false;
+        return true;
+    case AVRO_LINK: return walk(avro_schema_link_target(s), b, len, pos, depth + 1);
+    default: return false;
+    }
+}
+
+static bg_err unsign_value(entry *w, avro_value_t *val, const uint8_t *b, size_t len,
+                           bg_buf *canon, char *key_id, size_t key_id_size, uint8_t *sig,
+                           size_t *sig_len, char *why, size_t why_size);
+
+bg_err bg_codec_revocation_unsign(bg_codec *c, const void *buf, size_t len, bg_buf *canon,
+                                  char *key_id, size_t key_id_size, uint8_t *sig,
+                                  size_t *sig_len, char *why, size_t why_size) {
+    const uint8_t *b = buf;
+    if (!c || !buf || !canon || !sig || !sig_len || !key_id || key_id_size == 0)
+        return BG_ERR_INVALID;
+    if (len < 5) {
+        say(why, why_size, "message of %zu bytes is shorter than the 5-byte framing", len);
+        return BG_ERR_TRUNCATED;
+    }
+    if (b[0] != 0) {
+        say(why, why_size, "magic byte 0x%02x, expected 0 (Confluent framing)", b[0]);
+        return BG_ERR_BAD_MAGIC;
+    }
+    if (len > BG_MAX_MESSAGE) {
+        say(why, why_size, "message of %zu bytes is over the cap", len);
+        return BG_ERR_OVERSIZED;
+    }
+    int32_t id = (int32_t)((uint32_t)b[1] << 24 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 8 |
+                           (uint32_t)b[4]);
+    entry *w = find(c, id);
+    if (!w) {
+        say(why, why_size, "schema id %d is not registered", id);
+        return BG_ERR_UNKNOWN_SCHEMA;
+    }
+    if (w->rec != BG_REC_REVOCATION) {
+        say(why, why_size, "schema id %d is %s, not a RevocationCommand", id, w->full_name);
+        return BG_ERR_WRONG_TYPE;
+    }
+    /* the canonical bytes are under the reader schema; a writer with another
+     * text would need resolution first, which verification does not do */
+    if (strcmp(w->text, bg_schema_texts[BG_REC_REVOCATION]) != 0) {
+        say(why, why_size, "schema id %d differs from the built-in RevocationCommand schema", id);
+        return BG_ERR_SCHEMA;
+    }
+    size_t pos = 0;
+    bool walked = walk(w->schema, b + 5, len - 5, &pos, 0);
+    if (!walked || pos != len - 5) {
+        say(why, why_size, "body is not a valid RevocationCommand%s",
+            walked ? " (trailing bytes)" : "");
+        return BG_ERR_MALFORMED;
+    }
+    bg_err err = prepare(w);
+    if (err != BG_OK)
+        return err;
+    /* a fresh value per call: Avro-C leaks strings read into a reused one */
+    avro_value_t val;
+    if (avro_generic_value_new(w->iface, &val))
+        return BG_ERR_NOMEM;
+    err = unsign_value(w, &val, b, len, canon, key_id, key_id_size, sig, sig_len, why, why_size);
+    avro_value_decref(&val);
+    return err;
+}
+
+static bg_err unsign_value(entry *w, avro_value_t *val, const uint8_t *b, size_t len,
+                           bg_buf *canon, char *key_id, size_t key_id_size, uint8_t *sig,
+                           size_t *sig_len, char *why, size_t why_size) {
+    avro_reader_t rd = avro_reader_memory((const char *)b + 5, (int64_t)(len - 5));
+    if (!rd)
+        return BG_ERR_NOMEM;
+    int rc = avro_value_read(rd, val);
+    avro_reader_free(rd);
+    /* trailing bytes (or a non-minimal encoding) would be outside what the
+     * signature covers: the body must be exactly the value's encoding */
+    size_t sz = 0;
+    bool trailing = !rc && (avro_value_sizeof(val, &sz) || sz != len - 5);
+    if (rc || trailing) {
+        say(why, why_size, "body is not a valid RevocationCommand%s", trailing ? " (trailing bytes)" : "");
+        return BG_ERR_MALFORMED;
+    }
+    avro_value_t f, br;
+    int disc = -1;
+    *sig_len = 0;
+    key_id[0] = '\0';
+    if (avro_value_get_by_name(val, "key_id", &f, NULL) ||
+        avro_value_get_discriminant(&f, &disc) || avro_value_get_current_branch(&f, &br))
+        return BG_ERR_MALFORMED;
+    if (avro_value_get_type(&br) == AVRO_STRING) {
+        const char *s = NULL;
+        size_t n = 0;
+        if (avro_value_get_string(&br, &s, &n) || n == 0 || n > key_id_size) {
+            say(why, why_size, "key_id is empty or too long");
+            return BG_ERR_BAD_VALUE;
+        }
+        memcpy(key_id, s, n - 1); /* n counts the NUL */
+        key_id[n - 1] = '\0';
+    }
+    if (avro_value_get_by_name(val, "signature", &f, NULL) ||
+        avro_value_get_current_branch(&f, &br))
+        return BG_ERR_MALFORMED;
+    if (avro_value_get_type(&br) == AVRO_BYTES) {
+        const void *p = NULL;
+        size_t n = 0;
+        if (avro_value_get_bytes(&br, &p, &n))
+            return BG_ERR_MALFORMED;
+        if (n > 64) {
+            say(why, why_size, "signature of %zu bytes, expected 64", n);
+            return BG_ERR_BAD_SIGNATURE;
+        }
+        memcpy(sig, p, n);
+        *sig_len = n;
+    }
+    for (size_t i = 0; i < avro_schema_union_size(avro_schema_record_field_get(w->schema,
+                                                                               "signature"));
+         i++) {
+        avro_schema_t bs = avro_schema_union_branch(
+            avro_schema_record_field_get(w->schema, "signature"), (int)i);
+        if (avro_typeof(bs) == AVRO_NULL) {
+            if (avro_value_set_branch(&f, (int)i, &br) || avro_value_set_null(&br))
+                return BG_ERR_MALFORMED;
+            return write_value(w, val, 0, canon);
+        }
+    }
+    say(why, why_size, "signature field has no null branch");
+    return BG_ERR_SCHEMA;
 }

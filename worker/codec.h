@@ -96,4 +96,18 @@ bg_err bg_codec_encode_event(bg_codec *c, int32_t schema_id, const bg_event *ev,
 bg_err bg_codec_encode_envelope(bg_codec *c, int32_t schema_id, const bg_envelope_msg *env,
                                 bg_buf *out);
 
+/* Canonical bytes: the Avro binary body (no framing) of the record under the
+ * worker's reader schema, with `signature` null and key_id as given; what an
+ * Ed25519 signature covers (sign.h). out is overwritten. */
+bg_err bg_codec_canonical_envelope(bg_codec *c, const bg_envelope_msg *env, bg_buf *out);
+bg_err bg_codec_canonical_revocation(bg_codec *c, const bg_revocation *r, const char *key_id,
+                                     bg_buf *out);
+/* From a framed RevocationCommand written with a registered schema whose text
+ * is the reader schema's: its key_id (NUL-terminated, "" when null), its
+ * signature (at most 64 bytes into sig; *sig_len 0 when null) and its
+ * canonical bytes. Errors as for decoding, with a reason in why. */
+bg_err bg_codec_revocation_unsign(bg_codec *c, const void *buf, size_t len, bg_buf *canon,
+                                  char *key_id, size_t key_id_size, uint8_t *sig,
+                                  size_t *sig_len, char *why, size_t why_size);
+
 #endif

@@ -119,6 +119,10 @@ static const cfg_key cfg_keys[] = {
      NULL, "how long shutdown waits to flush and commit before giving up"},
     {"worker.dry_run", CT_BOOL, "false", OFF(dry_run), 0, 0, NULL,
      "every revocation command is published as a dry run"},
+    {"signing.key_file", CT_PATH, NULL, OFF(signing_key_file), 0, 0, NULL,
+     "Ed25519 secret key (from `burstguard keygen`, mode 0600) that signs revocation commands; unset = unsigned"},
+    {"signing.key_id", CT_STRING, NULL, OFF(signing_key_id), 0, 0, NULL,
+     "key_id written into signed revocation commands (required with signing.key_file)"},
 };
 
 #define N_KEYS (sizeof cfg_keys / sizeof cfg_keys[0])
@@ -743,6 +747,8 @@ void bg_config_free(bg_config *c) {
     free(c->local);
     free(c->policy_path);
     free(c->http_listen);
+    free(c->signing_key_file);
+    free(c->signing_key_id);
     memset(c, 0, sizeof *c);
 }
 

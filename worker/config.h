@@ -53,6 +53,8 @@ typedef struct bg_config {
     int64_t batch_max_ms;          /* worker.batch_max_ms, default 100 */
     int64_t shutdown_timeout_ms;   /* worker.shutdown_timeout_ms, default 10000 */
     bool dry_run;                  /* worker.dry_run: every revocation is a dry run, default false */
+    char *signing_key_file;        /* signing.key_file, resolved; NULL = commands unsigned */
+    char *signing_key_id;          /* signing.key_id, NULL when unset */
 } bg_config;
 
 /* Load path (NULL: defaults only), then apply each "key=value" of sets in

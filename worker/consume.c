@@ -18,6 +18,7 @@ struct bg_consumer {
     const bg_config *cfg;
     bg_consumer_hooks hooks;
     int assigned;
+    bool joined; /* an assignment (possibly empty) has been received */
     /* topic handle -> kind cache (handles are stable for the consumer's life) */
     const rd_kafka_topic_t *rkt_cache[8];
     int kind_cache[8];
@@ -63,8 +64,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             error = rd_kafka_incremental_assign(rk, parts);
         else
             ret = rd_kafka_assign(rk, parts);
-        if (!error && !ret)
+        if (!error && !ret) {
             notify(c, parts, true, false);
+            c->joined = true;
+        }
         break;
     case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS: {
         bool lost = rd_kafka_assignment_lost(rk);
@@ -255,6 +258,7 @@ void bg_consumer_store(bg_consumer *c, rd_kafka_topic_partition_list_t *offsets)
 }
 
 int bg_consumer_assigned(bg_consumer *c) { return c->assigned; }
+bool bg_consumer_joined(bg_consumer *c) { return c->joined; }
 
 void bg_consumer_pause(bg_consumer *c, int kind, int32_t partition, bool pause) {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);

@@ -54,6 +54,9 @@ bool bg_consumer_caught_up(bg_consumer *c, int kind, int32_t partition, int64_t 
 /* Messages between next_offset and the high watermark last reported by the
  * broker, or -1 when unknown. */
 int64_t bg_consumer_lag(bg_consumer *c, int kind, int32_t partition, int64_t next_offset);
+/* True once the group has given this member an assignment (possibly empty):
+ * a member with more peers than partitions is still a ready member. */
+bool bg_consumer_joined(bg_consumer *c);
 /* Number of topic-partitions currently assigned. */
 int bg_consumer_assigned(bg_consumer *c);
 /* Non-zero fatal error from librdkafka, with its reason. */

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "sign.h"
 
 struct bg_emitter {
     rd_kafka_t *rk;
@@ -18,6 +19,9 @@ struct bg_emitter {
     bg_emit_stats st;
     uint64_t failed_seen; /* failures already reported by sync */
     const char *topic_names[BG_EV_KIND_COUNT];
+    bool signing;                         /* signing.key_file configured */
+    uint8_t sk[BG_SIGN_SECRET_BYTES];     /* the worker's secret key; wiped on free */
+    bg_buf canon;                         /* canonical bytes of the command being signed */
 };
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
@@ -49,6 +53,23 @@ bg_err bg_emitter_new(const bg_config *cfg, bg_codec *codec, bool replay, bg_emi
     em->topic_names[BG_EV_SECRET] = cfg->topics[BG_TOPIC_SECRETS];
     em->topic_names[BG_EV_TOOLCALL] = cfg->topics[BG_TOPIC_TOOLCALLS];
     em->topic_names[BG_EV_ENVELOPE] = cfg->topics[BG_TOPIC_ENVELOPES];
+    if (cfg->signing_key_file) {
+        bg_err serr = BG_OK;
+        if (!cfg->signing_key_id || !*cfg->signing_key_id) {
+            snprintf(errstr, errstr_size, "signing.key_id is required with signing.key_file");
+            serr = BG_ERR_CONFIG;
+        } else if ((serr = bg_sign_load_secret(cfg->signing_key_file, em->sk, errstr,
+                                               errstr_size)) == BG_ERR_IO) {
+            serr = BG_ERR_CONFIG; /* a missing key is a configuration error (exit 2) */
+        }
+        if (serr) {
+            bg_sign_wipe(em->sk, sizeof em->sk);
+            free(em);
+            return serr;
+        }
+        em->signing = true;
+        bg_info("revocation commands are signed with key '%s'", cfg->signing_key_id);
+    }
 
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char e[512];
@@ -72,6 +93,7 @@ bg_err bg_emitter_new(const bg_config *cfg, bg_codec *codec, bool replay, bg_emi
         if (rd_kafka_conf_set(conf, k, cfg->kafka[i].value, e, sizeof e) != RD_KAFKA_CONF_OK) {
             snprintf(errstr, errstr_size, "kafka.%s: %s", k, e);
             rd_kafka_conf_destroy(conf);
+            bg_sign_wipe(em->sk, sizeof em->sk);
             free(em);
             return BG_ERR_CONFIG;
         }
@@ -81,6 +103,7 @@ bg_err bg_emitter_new(const bg_config *cfg, bg_codec *codec, bool replay, bg_emi
     em->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
     if (!em->rk) {
         snprintf(errstr, errstr_size, "cannot create producer: %s", e);
+        bg_sign_wipe(em->sk, sizeof em->sk);
         free(em);
         return BG_ERR_KAFKA;
     }
@@ -107,6 +130,8 @@ void bg_emitter_free(bg_emitter *em) {
         bg_warn("%d output message(s) not delivered at shutdown", rd_kafka_outq_len(em->rk));
     rd_kafka_destroy(em->rk);
     bg_buf_free(&em->buf);
+    bg_buf_free(&em->canon);
+    bg_sign_wipe(em->sk, sizeof em->sk);
     free(em);
 }
 
@@ -167,7 +192,24 @@ bg_err bg_emitter_outputs(bg_emitter *em, const bg_outputs *o) {
         bg_revocation rr = *r;
         if (em->cfg->dry_run)
             rr.dry_run = true;
-        bg_err err = bg_codec_encode_revocation(em->codec, &rr, &meta, &em->buf);
+        bg_emit_meta rmeta = meta;
+        uint8_t sig[BG_SIGN_BYTES];
+        bg_err err = BG_OK;
+        if (em->signing) {
+            /* sign exactly what a secret manager will check: the canonical
+             * bytes of this command (dry_run included) with signature null */
+            err = bg_codec_canonical_revocation(em->codec, &rr, em->cfg->signing_key_id,
+                                                &em->canon);
+            if (err) {
+                bg_error("cannot sign revocation %s: %s", r->command_id, bg_err_str(err));
+                return err;
+            }
+            bg_sign_detached(em->canon.data, em->canon.len, em->sk, sig);
+            rmeta.key_id = em->cfg->signing_key_id;
+            rmeta.signature = sig;
+            rmeta.signature_len = sizeof sig;
+        }
+        err = bg_codec_encode_revocation(em->codec, &rr, &rmeta, &em->buf);
         if (err) {
             bg_error("cannot encode revocation %s: %s", r->command_id, bg_err_str(err));
             return err;

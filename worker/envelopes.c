@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "sign.h"
 
 struct bg_envtable {
     rd_kafka_t *rk;
@@ -17,6 +18,8 @@ struct bg_envtable {
     void *opaque;
     int partitions;
     bg_envtable_stats st;
+    const bg_policy *policy; /* approvers in force; NULL = none (set by the pipeline) */
+    bg_buf scratch;          /* canonical bytes being verified */
 };
 
 bg_err bg_envtable_new(const bg_config *cfg, bg_codec *codec, bg_envtable_reject_fn reject,
@@ -60,8 +63,11 @@ void bg_envtable_free(bg_envtable *t) {
     rd_kafka_consumer_close(t->rk);
     rd_kafka_destroy(t->rk);
     bg_envset_free(t->set);
+    bg_buf_free(&t->scratch);
     free(t);
 }
+
+void bg_envtable_set_policy(bg_envtable *t, const bg_policy *p) { t->policy = p; }
 
 const bg_envset *bg_envtable_set(const bg_envtable *t) { return t->set; }
 void bg_envtable_stats_get(const bg_envtable *t, bg_envtable_stats *st) { *st = t->st; }
@@ -82,6 +88,10 @@ static void apply(bg_envtable *t, const rd_kafka_message_t *m) {
         err = BG_ERR_KEY_MISMATCH;
         snprintf(why, sizeof why, "envelope key differs from its envelope_id");
     }
+    /* the signature is checked before anything of the record is used */
+    if (!err && t->policy && t->policy->n_approvers)
+        err = bg_sign_check_envelope(t->codec, t->policy->approvers, t->policy->n_approvers, &env,
+                                     &t->scratch, why, sizeof why);
     if (!err)
         err = bg_envset_put(t->set, &env, why, sizeof why);
     if (err) {

@@ -1,7 +1,8 @@
 /* The HTTP endpoint (libmicrohttpd, its own thread): /metrics in the
  * Prometheus text format, /healthz (the process polls: 200 while the last
- * poll is less than 30 s old) and /readyz (200 once partitions are assigned
- * and the envelopes table has been read). Anything else is 404.
+ * poll is less than 30 s old) and /readyz (200 once the envelopes table has
+ * been read and the group has given the member its assignment, even an
+ * empty one: a replica beyond the partition count is a ready standby). Anything else is 404.
  * Ownership: the server reads m, which must outlive it. */
 #ifndef BG_HTTP_H
 #define BG_HTTP_H

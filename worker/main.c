@@ -20,6 +20,13 @@ static void usage(FILE *f) {
                "  series --in FILE.csv [--out FILE.csv] [--sensitivity X]\n"
                "                      one metric's baseline + change-point stack over a CSV\n"
                "  config defaults     every configuration key with its type, default and meaning\n"
+               "  keygen --out PREFIX write an Ed25519 key pair: PREFIX.key (0600) and PREFIX.pub\n"
+               "  envelope create --identity ID|--workload-class C|--owner O --from T --to T\n"
+               "           [--max-api-calls-per-min N]... --approved-by NAME --key FILE --key-id ID\n"
+               "                      sign and produce an envelope to nhi.envelopes.v1\n"
+               "  envelope revoke ID (the same flags)  produce it again, signed, revoked\n"
+               "  verify-command --pub FILE [--in FILE|-]\n"
+               "                      check a RevocationCommand's signature (0 ok, 1 not)\n"
                "  version             print the version\n"
                "\n"
                "exit codes: 0 success, 1 runtime failure, 2 usage or configuration error\n");
@@ -45,6 +52,12 @@ int main(int argc, char **argv) {
         return bg_policy_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "series"))
         return bg_series_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "keygen"))
+        return bg_keygen_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "envelope"))
+        return bg_envelope_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "verify-command"))
+        return bg_verify_command_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "config")) {
         if (argc != 3 || strcmp(argv[2], "defaults") != 0)
             return bg_cli_usage_error("usage: burstguard config defaults");

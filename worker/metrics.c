@@ -46,7 +46,7 @@ static const struct {
                         "1 when envelopes are accepted without approver signatures"},
     [M_POLICY] = {"burstguard_policy_info", "gauge", "the policy in force"},
     [M_RELOADS] = {"burstguard_policy_reloads_total", "counter", "policy reloads, by result"},
-    [M_READY] = {"burstguard_ready", "gauge", "1 when partitions are assigned and consuming"},
+    [M_READY] = {"burstguard_ready", "gauge", "1 once the member has its assignment and consumes"},
 };
 
 double bg_metrics_now(void) {

@@ -388,7 +388,7 @@ static void update_metrics(pipe_t *p, double batch_s, double now) {
                 m->lag[m->n_lag++] = (bg_lag){(uint8_t)k, t, lag};
         }
     m->assigned = assigned;
-    m->ready = assigned > 0;
+    m->ready = bg_consumer_joined(p->consumer); /* the envelopes were read before subscribing */
     m->last_poll = now;
     pthread_mutex_unlock(&m->mu);
 }

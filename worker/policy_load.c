@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
 #include <xxhash.h>
 
 #include "yaml_doc.h"
@@ -160,7 +161,7 @@ static bool fixed_digits(const char **p, int n, int64_t *out) {
 }
 
 /* YYYY-MM-DDTHH:MM:SS[.fff](Z|+hh:mm|-hh:mm), or integer epoch ms. */
-static bool parse_time(const char *s, int64_t *out_ms) {
+bool bg_policy_parse_time(const char *s, int64_t *out_ms) {
     int64_t v;
     if (bg_yaml_parse_int(s, &v)) {
         if (v < 0 || v > POLICY_MAX_TIME_MS)
@@ -226,7 +227,7 @@ static bg_err get_time(ploader *L, const yaml_node_t *n, const char *what, int64
     bg_err e = bg_yaml_scalar(&L->y, n, what, &s);
     if (e)
         return e;
-    if (!parse_time(s, out))
+    if (!bg_policy_parse_time(s, out))
         return bg_yaml_fail(&L->y, n,
                             "%s: expected an ISO-8601 time such as 2026-12-01T06:00:00Z (or "
                             "+hh:mm), or epoch milliseconds, between 1970 and 9999; got '%s'",
@@ -656,9 +657,92 @@ static bg_err load_destinations(ploader *L, const yaml_node_t *n) {
                         BG_POLICY_MAX_DESTS, &d->known_bad, &d->n_known_bad);
 }
 
+/* approvers: key ids unique, public keys 32 bytes of standard base64, scopes
+ * naming classes that exist. */
+static bg_err load_approver(ploader *L, const yaml_node_t *n, size_t index) {
+    static const char *const keys[] = {"key_id", "public_key", "owners", "workload_classes",
+                                       NULL};
+    bg_policy *p = L->p;
+    char what[96], sub[160];
+    snprintf(what, sizeof what, "approvers[%zu]", index);
+    bg_err e = bg_yaml_map_check(&L->y, n, what, keys);
+    if (e)
+        return e;
+    bg_approver *a = &p->approvers[p->n_approvers++];
+    memset(a, 0, sizeof *a);
+    yaml_node_t *v = bg_yaml_map_get(&L->y, n, "key_id");
+    snprintf(sub, sizeof sub, "%s: key_id", what);
+    if (!v || bg_yaml_is_null(v))
+        return bg_yaml_fail(&L->y, v ? v : n, "%s: an approver needs a key_id", what);
+    if ((e = get_str(L, v, sub, &a->key_id)))
+        return e;
+    for (uint32_t i = 0; i + 1 < p->n_approvers; i++)
+        if (strcmp(p->approvers[i].key_id, a->key_id) == 0)
+            return bg_yaml_fail(&L->y, v, "approver key_id '%s' is used twice", a->key_id);
+    snprintf(what, sizeof what, "approver '%.60s'", a->key_id);
+
+    v = bg_yaml_map_get(&L->y, n, "public_key");
+    if (!v || bg_yaml_is_null(v))
+        return bg_yaml_fail(&L->y, v ? v : n, "%s: public_key is required", what);
+    const char *b64;
+    snprintf(sub, sizeof sub, "%s: public_key", what);
+    if ((e = bg_yaml_scalar(&L->y, v, sub, &b64)))
+        return e;
+    size_t bin_len = 0;
+    if (sodium_base642bin(a->public_key, sizeof a->public_key, b64, strlen(b64), " \n", &bin_len,
+                          NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        bin_len != sizeof a->public_key)
+        return bg_yaml_fail(&L->y, v,
+                            "%s: public_key must be the 32-byte Ed25519 public key in standard "
+                            "base64 (44 characters, as in the .pub file of `burstguard keygen`)",
+                            what);
+    snprintf(sub, sizeof sub, "%s: owners", what);
+    if ((e = get_str_list(L, bg_yaml_map_get(&L->y, n, "owners"), sub, BG_POLICY_MAX_SCOPE,
+                          &a->owners, &a->n_owners)))
+        return e;
+    v = bg_yaml_map_get(&L->y, n, "workload_classes");
+    snprintf(sub, sizeof sub, "%s: workload_classes", what);
+    if ((e = get_str_list(L, v, sub, BG_POLICY_MAX_SCOPE, &a->workload_classes,
+                          &a->n_workload_classes)))
+        return e;
+    for (uint32_t i = 0; i < a->n_workload_classes; i++)
+        if (find_class(p, a->workload_classes[i]) < 0)
+            return bg_yaml_fail(&L->y, v, "%s: workload_class '%s' is not one of the classes",
+                                what, a->workload_classes[i]);
+    return BG_OK;
+}
+
+static bg_err load_approvers(ploader *L, const yaml_node_t *n) {
+    if (!n || bg_yaml_is_null(n))
+        return BG_OK;
+    if (n->type != YAML_SEQUENCE_NODE)
+        return bg_yaml_fail(&L->y, n, "approvers: expected a list of approvers, found %s",
+                            bg_yaml_kind(n));
+    size_t len = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (len == 0)
+        return BG_OK;
+    if (len > BG_POLICY_MAX_APPROVERS) {
+        yaml_node_t *it = bg_yaml_node(&L->y, n->data.sequence.items.start[BG_POLICY_MAX_APPROVERS]);
+        return bg_yaml_fail(&L->y, it ? it : n, "approvers: more than %u approvers",
+                            BG_POLICY_MAX_APPROVERS);
+    }
+    L->p->approvers = calloc(len, sizeof *L->p->approvers);
+    if (!L->p->approvers)
+        return nomem(L);
+    for (size_t i = 0; i < len; i++) {
+        yaml_node_t *it = bg_yaml_node(&L->y, n->data.sequence.items.start[i]);
+        if (!it)
+            return bg_yaml_fail(&L->y, n, "approvers[%zu]: missing", i);
+        bg_err e = load_approver(L, it, i);
+        if (e)
+            return e;
+    }
+    return BG_OK;
+}
+
 static bg_err load_doc(ploader *L, bg_class_policy *builtin) {
     static const char *const keys[] = {"windows", "default_class", "classes", "envelopes",
-                                       "destinations", NULL};
+                                       "destinations", "approvers", NULL};
     yaml_node_t *root = bg_yaml_root(&L->y);
     bg_err e;
     if (root && !bg_yaml_is_null(root)) {
@@ -669,6 +753,8 @@ static bg_err load_doc(ploader *L, bg_class_policy *builtin) {
         if ((e = load_classes(L, bg_yaml_map_get(&L->y, root, "classes"))))
             return e;
         if ((e = load_destinations(L, bg_yaml_map_get(&L->y, root, "destinations"))))
+            return e;
+        if ((e = load_approvers(L, bg_yaml_map_get(&L->y, root, "approvers"))))
             return e;
     } else {
         root = NULL;
@@ -932,4 +1018,23 @@ void bg_policy_print(const bg_policy *p, FILE *f) {
             d->n_trusted, d->n_known_bad);
     for (uint32_t i = 0; i < d->n_known_bad; i++)
         fprintf(f, "  known bad: %s\n", d->known_bad[i]);
+    if (p->n_approvers == 0) {
+        fprintf(f, "\napprovers: none: live envelopes are accepted unsigned\n");
+        return;
+    }
+    fprintf(f, "\napprovers: %u; a live envelope must carry a valid signature of one of them\n",
+            p->n_approvers);
+    for (uint32_t i = 0; i < p->n_approvers; i++) {
+        const bg_approver *ap = &p->approvers[i];
+        fprintf(f, "  %s may authorise", ap->key_id);
+        if (!ap->n_owners && !ap->n_workload_classes)
+            fprintf(f, " any envelope");
+        for (uint32_t k = 0; k < ap->n_owners; k++)
+            fprintf(f, "%s%s", k ? ", " : " envelopes of owner ", ap->owners[k]);
+        if (ap->n_owners && ap->n_workload_classes)
+            fprintf(f, ";");
+        for (uint32_t k = 0; k < ap->n_workload_classes; k++)
+            fprintf(f, "%s%s", k ? ", " : " envelopes of class ", ap->workload_classes[k]);
+        fprintf(f, "\n");
+    }
 }

@@ -47,12 +47,20 @@
  *       approved_by: alice     # required
  *       ticket: CHG-1042
  *       revoked: false         # a revoked envelope never matches
+ *   approvers:                 # trusted signers of live envelopes (nhi.envelopes.v1)
+ *     - key_id: alice-2026     # required, unique; the envelope's key_id names it
+ *       public_key: BASE64     # required: 32-byte Ed25519 key, standard base64 (keygen's .pub)
+ *       owners: [data-eng]     # optional: may only authorise envelopes with one of these owners
+ *       workload_classes: [etl] # optional: ... whose workload_class is one of these
+ *   With approvers listed, a live envelope must be signed by one of them
+ *   (worker/sign.h has the canonical bytes); without, unsigned ones are accepted.
  *
  * The policy version is the first 16 hex digits of XXH3-64 of the file bytes.
  * Ownership: on success *out owns everything; on failure *out is freed. */
 #ifndef BG_POLICY_LOAD_H
 #define BG_POLICY_LOAD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -62,6 +70,9 @@
 bg_err bg_policy_load(const char *path, bg_policy *out, char *errstr, size_t errstr_size);
 bg_err bg_policy_load_text(const char *name, const char *text, size_t len, bg_policy *out,
                            char *errstr, size_t errstr_size);
+/* A time as the policy writes it: YYYY-MM-DDTHH:MM:SS[.fff](Z|+hh:mm|-hh:mm)
+ * or integer epoch ms, between 1970 and 9999. */
+bool bg_policy_parse_time(const char *s, int64_t *out_ms);
 /* What the policy means, in plain words (for `burstguard policy check`). */
 void bg_policy_print(const bg_policy *p, FILE *f);
 
