@@ -26,6 +26,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "yaml_doc.h"
@@ -608,10 +609,25 @@ static bg_err load_file(loader *L, const char *path) {
 /* --set and final checks                                                     */
 /* ========================================================================== */
 
+/* Keys whose values are credentials: an error names the key, never the value. */
+static bool secret_key(const char *key, size_t len) {
+    static const char *const words[] = {"password", "secret", "token", "key.pem", "sasl.oauthbearer"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        size_t wl = strlen(words[i]);
+        for (size_t j = 0; j + wl <= len; j++)
+            if (!strncasecmp(key + j, words[i], wl))
+                return true;
+    }
+    return false;
+}
+
 static bg_err apply_set(loader *L, const char *arg) {
     char where[WHERE_SIZE], key[CONFIG_MAX_KEY];
-    snprintf(where, sizeof where, "--set %s", arg);
     const char *eq = strchr(arg, '=');
+    if (eq && secret_key(arg, (size_t)(eq - arg)))
+        snprintf(where, sizeof where, "--set %.*s=(redacted)", (int)(eq - arg), arg);
+    else
+        snprintf(where, sizeof where, "--set %s", arg);
     if (!eq)
         return failf(L, where, "expected key=value");
     size_t klen = (size_t)(eq - arg);

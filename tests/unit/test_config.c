@@ -381,6 +381,12 @@ static void test_set_overrides(void **state) {
 
 static void test_set_errors(void **state) {
     (void)state;
+    /* a credential's value never appears in an error */
+    const char *s0[] = {"kafka.sasl.password"};
+    expect_error(NULL, s0, 1, BG_ERR_CONFIG, "--set kafka.sasl.password: ", "expected key=value");
+    const char *s00[] = {"topics.sasl_password=hunter2"};
+    expect_error(NULL, s00, 1, BG_ERR_CONFIG, "--set topics.sasl_password=(redacted): ",
+                 "unknown key");
     const char *s1[] = {"topics.usgae=x"};
     expect_error(NULL, s1, 1, BG_ERR_CONFIG, "--set topics.usgae=x: unknown key 'topics.usgae'",
                  "did you mean 'topics.usage'");
