@@ -618,7 +618,7 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
     src_note(id, ev->kind, offset);
     const int64_t w = p->correlation_window_ms;
     const bool mature = learned(e, id, t);
-    bg_reason extra[4];
+    bg_reason extra[BG_MAX_REASONS]; /* bg_reason_add stops at BG_MAX_REASONS */
     uint32_t n_extra = 0;
     bg_str dest = {NULL, 0};
     bool new_secret = false, novel = false;
@@ -662,7 +662,7 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
             bool fresh;
             if ((err = bg_novel_insert(&id->seen, bg_novel_hash(BG_NOVEL_SCOPE, s->scopes[i].ptr, s->scopes[i].len), &fresh)))
                 return err;
-            if (fresh && mature && n_extra < 4)
+            if (fresh && mature)
                 bg_reason_add(extra, &n_extra, "new_scope", "novelty", 1, 0, 0, 0.1);
         }
         if ((err = bg_corr_remember_secret(id, s->secret_id, t, offset)))
@@ -708,7 +708,7 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
         if (fresh)
             bg_cms_add_hash(e->dest_pop, dh, 1);
         uint32_t users;
-        if (fresh && mature && rare(e, e->dest_pop, dh, &users) && n_extra < 4)
+        if (fresh && mature && rare(e, e->dest_pop, dh, &users))
             bg_reason_add(extra, &n_extra, "rare_destination", "rarity", users, (double)e->count,
                           0, 0.1);
         bool trusted = bg_policy_dest_listed(p->destinations.trusted, p->destinations.n_trusted, dest);
@@ -719,6 +719,10 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
             if (bg_policy_dest_listed(p->destinations.known_bad, p->destinations.n_known_bad, dest))
                 bg_reason_add(extra, &n_extra, "known_bad_destination", "destination_list", 1, 0,
                               0, 0.3);
+            const bg_dest_category *cat = bg_policy_dest_category(p, dest);
+            if (cat && cat->risk > 0)
+                bg_reason_add(extra, &n_extra, "risky_destination_category", "destination_list",
+                              cat->risk, 0, 0, cat->risk);
             if (env)
                 id->env_new_dests = inc_sat16(id->env_new_dests);
             if ((err = bg_corr_remember_dest(id, dest, t)))
@@ -739,7 +743,7 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
     if (limited)
         id->b_hot = 1;
     if ((novel || new_secret) && id->recent) {
-        if (volume && n_extra < 4)
+        if (volume)
             bg_reason_add(extra, &n_extra, "volume_burst", "static_limit", 1, 0, 0, 0.1);
         if ((err = bg_corr_check(e, id, k, env, t, extra, n_extra, out)))
             return err;

@@ -134,6 +134,16 @@ bool bg_policy_dest_listed(char *const *list, uint32_t n, bg_str dest) {
     return false;
 }
 
+const bg_dest_category *bg_policy_dest_category(const bg_policy *p, bg_str dest) {
+    const bg_dest_category *best = NULL;
+    for (uint32_t i = 0; i < p->destinations.n_categories; i++) {
+        const bg_dest_category *c = &p->destinations.categories[i];
+        if ((!best || c->risk > best->risk) && bg_policy_dest_listed(c->dests, c->n_dests, dest))
+            best = c;
+    }
+    return best;
+}
+
 bool bg_envelope_covers(const bg_envelope *e, bg_str identity, const char *class_name,
                         bg_str owner, int64_t t) {
     if (e->revoked || t < e->not_before || t >= e->not_after)

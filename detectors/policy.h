@@ -67,12 +67,24 @@ typedef struct bg_envelope {
     bool revoked;
 } bg_envelope;
 
+/* A category of destinations with a risk weight. */
+typedef struct bg_dest_category {
+    char *name;
+    double risk;   /* 0..1: added to the correlation score when a new destination is in it */
+    char **dests;  /* exact host names */
+    uint32_t n_dests;
+} bg_dest_category;
+
+#define BG_POLICY_MAX_CATEGORIES 64u
+
 /* Destination lists: exact host names. */
 typedef struct bg_dest_lists {
     char **trusted;   /* a first use of one of these is not novelty */
     uint32_t n_trusted;
     char **known_bad; /* any use is a signal; with a new secret, strong evidence */
     uint32_t n_known_bad;
+    bg_dest_category *categories;
+    uint32_t n_categories;
 } bg_dest_lists;
 
 #define BG_POLICY_MAX_DESTS 4096u /* per list */
@@ -110,6 +122,8 @@ typedef struct bg_policy {
 
 /* Whether dest is on a list (exact match). */
 bool bg_policy_dest_listed(char *const *list, uint32_t n, bg_str dest);
+/* The riskiest category dest belongs to, or NULL. */
+const bg_dest_category *bg_policy_dest_category(const bg_policy *p, bg_str dest);
 
 /* A policy with one class "default", no limits, no envelopes and the default
  * windows. Returns BG_ERR_NOMEM on allocation failure. */

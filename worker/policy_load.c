@@ -642,8 +642,40 @@ static bg_err load_envelopes(ploader *L, const yaml_node_t *n) {
     return BG_OK;
 }
 
+static bg_err load_category(ploader *L, const yaml_node_t *n, size_t index) {
+    static const char *const keys[] = {"name", "risk", "destinations", NULL};
+    char what[96], sub[160];
+    snprintf(what, sizeof what, "destinations.categories[%zu]", index);
+    bg_err e = bg_yaml_map_check(&L->y, n, what, keys);
+    if (e)
+        return e;
+    bg_dest_lists *d = &L->p->destinations;
+    bg_dest_category *c = &d->categories[d->n_categories++]; /* owned by the policy from here */
+    yaml_node_t *v = bg_yaml_map_get(&L->y, n, "name");
+    snprintf(sub, sizeof sub, "%s: name", what);
+    if (!v || bg_yaml_is_null(v))
+        return bg_yaml_fail(&L->y, n, "%s: a category needs a name", what);
+    if ((e = get_str(L, v, sub, &c->name)))
+        return e;
+    if ((v = bg_yaml_map_get(&L->y, n, "risk"))) {
+        const char *s;
+        snprintf(sub, sizeof sub, "%s: risk", what);
+        if ((e = bg_yaml_scalar(&L->y, v, sub, &s)))
+            return e;
+        char *end;
+        errno = 0;
+        double r = strtod(s, &end);
+        if (errno || end == s || *end || !(r >= 0.0 && r <= 1.0))
+            return bg_yaml_fail(&L->y, v, "%s: expected a number in 0..1, got '%s'", sub, s);
+        c->risk = r;
+    }
+    snprintf(sub, sizeof sub, "%s: destinations", what);
+    return get_str_list(L, bg_yaml_map_get(&L->y, n, "destinations"), sub, BG_POLICY_MAX_DESTS,
+                        &c->dests, &c->n_dests);
+}
+
 static bg_err load_destinations(ploader *L, const yaml_node_t *n) {
-    static const char *const keys[] = {"trusted", "known_bad", NULL};
+    static const char *const keys[] = {"trusted", "known_bad", "categories", NULL};
     if (!n || bg_yaml_is_null(n))
         return BG_OK;
     bg_err e = bg_yaml_map_check(&L->y, n, "destinations", keys);
@@ -653,8 +685,28 @@ static bg_err load_destinations(ploader *L, const yaml_node_t *n) {
     if ((e = get_str_list(L, bg_yaml_map_get(&L->y, n, "trusted"), "destinations.trusted",
                           BG_POLICY_MAX_DESTS, &d->trusted, &d->n_trusted)))
         return e;
-    return get_str_list(L, bg_yaml_map_get(&L->y, n, "known_bad"), "destinations.known_bad",
-                        BG_POLICY_MAX_DESTS, &d->known_bad, &d->n_known_bad);
+    if ((e = get_str_list(L, bg_yaml_map_get(&L->y, n, "known_bad"), "destinations.known_bad",
+                          BG_POLICY_MAX_DESTS, &d->known_bad, &d->n_known_bad)))
+        return e;
+    yaml_node_t *cats = bg_yaml_map_get(&L->y, n, "categories");
+    if (!cats || bg_yaml_is_null(cats))
+        return BG_OK;
+    if (cats->type != YAML_SEQUENCE_NODE)
+        return bg_yaml_fail(&L->y, cats, "destinations.categories: expected a list, found %s",
+                            bg_yaml_kind(cats));
+    size_t len = (size_t)(cats->data.sequence.items.top - cats->data.sequence.items.start);
+    if (len > BG_POLICY_MAX_CATEGORIES)
+        return bg_yaml_fail(&L->y, cats, "destinations.categories: more than %u",
+                            BG_POLICY_MAX_CATEGORIES);
+    if (!len)
+        return BG_OK;
+    d->categories = calloc(len, sizeof *d->categories);
+    if (!d->categories)
+        return nomem(L);
+    for (size_t i = 0; i < len; i++)
+        if ((e = load_category(L, bg_yaml_node(&L->y, cats->data.sequence.items.start[i]), i)))
+            return e;
+    return BG_OK;
 }
 
 /* approvers: key ids unique, public keys 32 bytes of standard base64, scopes
@@ -1018,6 +1070,9 @@ void bg_policy_print(const bg_policy *p, FILE *f) {
             d->n_trusted, d->n_known_bad);
     for (uint32_t i = 0; i < d->n_known_bad; i++)
         fprintf(f, "  known bad: %s\n", d->known_bad[i]);
+    for (uint32_t i = 0; i < d->n_categories; i++)
+        fprintf(f, "  category %s (%u destinations): a first use adds %.2f to a correlation's score\n",
+                d->categories[i].name, d->categories[i].n_dests, d->categories[i].risk);
     if (p->n_approvers == 0) {
         fprintf(f, "\napprovers: none: live envelopes are accepted unsigned\n");
         return;

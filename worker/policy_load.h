@@ -34,6 +34,8 @@
  *   destinations:              # exact host names
  *     trusted: [api.openai.com]        # a first use is not novelty
  *     known_bad: [paste.exfil.example] # any use is a signal
+ *     categories:                      # a first use adds `risk` (0..1) to a correlation
+ *       - {name: paste-sites, risk: 0.2, destinations: [pastebin.com, hastebin.com]}
  *   envelopes:
  *     - id: chg-1042           # required, unique
  *       identity: spiffe://prod/etl/nightly   # selectors: at least one of

@@ -239,6 +239,15 @@ static void tw_trusted(bg_policy *p) {
     p->destinations.trusted = one_list("good.example");
     p->destinations.n_trusted = 1;
 }
+static void tw_category(bg_policy *p) {
+    p->destinations.categories = calloc(1, sizeof *p->destinations.categories);
+    assert_non_null(p->destinations.categories);
+    p->destinations.categories[0].name = xstrdup("paste-sites");
+    p->destinations.categories[0].risk = 0.2;
+    p->destinations.categories[0].dests = one_list("paste.example");
+    p->destinations.categories[0].n_dests = 1;
+    p->destinations.n_categories = 1;
+}
 static void tw_known_bad(bg_policy *p) {
     p->destinations.known_bad = one_list("bad.example");
     p->destinations.n_known_bad = 1;
@@ -349,6 +358,11 @@ static const tcase cases[] = {
      .verdicts = {"ONSET ANOMALOUS REVOKE " ID, "ENDED ANOMALOUS REVOKE " ID},
      .revoked = {"sec-kb"},
      .tweak = tw_known_bad},
+    {.name = "a new secret and a first use of a risky category: ANOMALOUS, scored up",
+     .events = {{'s', ID, 90, "sec-c", 0, NULL}, {'u', ID, 91, "paste.example", 1, NULL}},
+     .verdicts = {"ONSET ANOMALOUS REVOKE " ID, "ENDED ANOMALOUS REVOKE " ID},
+     .revoked = {"sec-c"},
+     .tweak = tw_category},
     {.name = "sprawl in a class that revokes the identity: ANOMALOUS, target IDENTITY",
      .events = {{'g', ID, 90, "g1", 0, NULL}, {'g', ID, 91, "g2", 0, NULL}, {'g', ID, 92, "g3", 0, NULL},
                 {'g', ID, 93, "g4", 0, NULL}},
@@ -461,6 +475,15 @@ static void test_signal_reasons(void **state) {
     bg_policy_free(&p);
     run_case(find_case("a secret with a TTL"), &out, &p);
     assert_string_equal(out.verdicts[0].reasons[0].code, "secret_ttl_above_max");
+    bg_outputs_free(&out);
+    bg_policy_free(&p);
+    run_case(find_case("a new secret and a first use of a risky"), &out, &p);
+    bool risky = false;
+    for (uint32_t i = 0; i < out.verdicts[0].n_reasons; i++)
+        risky |= !strcmp(out.verdicts[0].reasons[i].code, "risky_destination_category") &&
+                 out.verdicts[0].reasons[i].score == 0.2;
+    assert_true(risky);
+    assert_true(out.verdicts[0].reasons[0].score > 0.99); /* 0.7 + 0.2 + 0.1 (rare) */
     bg_outputs_free(&out);
     bg_policy_free(&p);
     run_case(find_case("a new credential used"), &out, &p);

@@ -385,7 +385,9 @@ static void test_detection_keys(void **state) {
         "      identity_grants_per_hour: 3\n      owner_grants_per_hour: 12\n"
         "      secret_ttl_seconds: 3600\n    sensitivity: 2.5\n    sprawl_action: REVOKE_IDENTITY\n"
         "  - name: b\n"
-        "destinations:\n  trusted: [good.example, also.good]\n  known_bad: [bad.example]\n";
+        "destinations:\n  trusted: [good.example, also.good]\n  known_bad: [bad.example]\n"
+        "  categories:\n    - {name: paste, risk: 0.2, destinations: [paste.example]}\n"
+        "    - {name: exfil, risk: 0.5, destinations: [paste.example, drop.example]}\n";
     assert_int_equal(load(text, &p, err, sizeof err), BG_OK);
     const bg_class_policy *a = &p.classes[0], *b = &p.classes[1];
     assert_int_equal(a->max_cost_micros_per_day, 9000);
@@ -408,6 +410,11 @@ static void test_detection_keys(void **state) {
     assert_true(bg_policy_dest_listed(p.destinations.known_bad, 1,
                                       (bg_str){"bad.example", 11}));
     assert_false(bg_policy_dest_listed(p.destinations.known_bad, 1, (bg_str){"bad.exampl", 10}));
+    assert_int_equal(p.destinations.n_categories, 2);
+    const bg_dest_category *cat = bg_policy_dest_category(&p, (bg_str){"paste.example", 13});
+    assert_non_null(cat);
+    assert_string_equal(cat->name, "exfil"); /* the riskiest category wins */
+    assert_null(bg_policy_dest_category(&p, (bg_str){"else.example", 12}));
     bg_policy_free(&p);
     /* glob selectors */
     assert_int_equal(load("classes:\n  - name: g\n    match: {identity_glob: \"spiffe://*/ci-runner-[0-9]*\"}\n",
@@ -426,6 +433,10 @@ static void test_detection_keys(void **state) {
     expect_error("destinations:\n  trusted: [a]\n  knwon_bad: [b]\n", "p.yaml:3:3:",
                  "knwon_bad");
     expect_error("destinations:\n  known_bad: bad.example\n", "p.yaml:2:14:", "expected a list");
+    expect_error("destinations:\n  categories:\n    - {name: x, risk: 2}\n", "p.yaml:3:23:",
+                 "0..1");
+    expect_error("destinations:\n  categories:\n    - {risk: 0.1}\n", "p.yaml:3:7:",
+                 "needs a name");
 }
 
 static void test_class_errors(void **state) {
