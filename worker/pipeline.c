@@ -374,6 +374,7 @@ static void update_metrics(pipe_t *p, double batch_s, double now) {
     m->envelopes_applied = ets.applied;
     m->envelopes_rejected = ets.rejected;
     memcpy(m->policy_version, p->policy->version, sizeof m->policy_version);
+    m->unsigned_envelopes = p->policy->n_approvers == 0; /* follows reloads */
     m->reloads_ok = p->reloads_ok;
     m->reloads_rejected = p->reloads_rejected;
     m->n_lag = 0;

@@ -137,7 +137,7 @@ int bg_run_main(int argc, char **argv) {
                                            cfg.topics[BG_TOPIC_TOOLCALLS],
                                            cfg.topics[BG_TOPIC_ENVELOPES]};
     bg_metrics_init(&metrics, names);
-    metrics.unsigned_envelopes = policy.n_approvers == 0; /* as of start; see DESIGN "Trust" */
+    metrics.unsigned_envelopes = policy.n_approvers == 0; /* until the first batch updates it */
     bg_http *http = NULL;
     if (cfg.http_listen && *cfg.http_listen) {
         if (bg_http_start(cfg.http_listen, &metrics, &http, errstr, sizeof errstr)) {
