@@ -74,6 +74,14 @@ void bg_policy_free(bg_policy *p) {
     for (uint32_t i = 0; i < p->destinations.n_known_bad; i++)
         free(p->destinations.known_bad[i]);
     free(p->destinations.known_bad);
+    for (uint32_t i = 0; i < p->destinations.n_categories; i++) {
+        bg_dest_category *c = &p->destinations.categories[i];
+        free(c->name);
+        for (uint32_t d = 0; d < c->n_dests; d++)
+            free(c->dests[d]);
+        free(c->dests);
+    }
+    free(p->destinations.categories);
     for (uint32_t i = 0; i < p->n_approvers; i++) {
         bg_approver *a = &p->approvers[i];
         free(a->key_id);
