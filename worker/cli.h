@@ -18,5 +18,6 @@ int bg_series_main(int argc, char **argv);
 int bg_keygen_main(int argc, char **argv);         /* envelope_cmd.c */
 int bg_envelope_main(int argc, char **argv);
 int bg_verify_command_main(int argc, char **argv);
+int bg_alert_main(int argc, char **argv);           /* alert.c */
 
 #endif

@@ -252,6 +252,28 @@ bg_err bg_codec_add_defaults(bg_codec *c, char *errstr, size_t errstr_size) {
 /* Decode                                                                   */
 /* ------------------------------------------------------------------------ */
 
+bool bg_codec_has_schema(const bg_codec *c, int32_t id) {
+    if (!c)
+        return false;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->e[i].id == id)
+            return true;
+    return false;
+}
+
+bg_err bg_codec_frame_id(const void *buf, size_t len, int32_t *id) {
+    const uint8_t *b = buf;
+    if (!buf || len == 0)
+        return BG_ERR_TRUNCATED;
+    if (b[0] != 0)
+        return BG_ERR_BAD_MAGIC;
+    if (len < 5)
+        return BG_ERR_TRUNCATED;
+    *id = (int32_t)((uint32_t)b[1] << 24 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 8 |
+                    (uint32_t)b[4]);
+    return BG_OK;
+}
+
 static bg_err decode(bg_codec *c, bg_record rec, const void *buf, size_t len, void *dst,
                      char *why, size_t ws) {
     const uint8_t *b = buf;

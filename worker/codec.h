@@ -59,6 +59,12 @@ void bg_codec_free(bg_codec *c); /* NULL is a no-op */
  * different text is BG_ERR_SCHEMA. */
 bg_err bg_codec_add_schema(bg_codec *c, int32_t id, const char *json, size_t len,
                            char *errstr, size_t errstr_size);
+/* Whether a writer schema is registered under id (NULL codec: false). */
+bool bg_codec_has_schema(const bg_codec *c, int32_t id);
+/* The schema id of a framed message, by the same framing rules as decoding:
+ * BG_OK with *id when buf starts with magic 0 and holds the 5-byte framing;
+ * otherwise the reason decoding would report (BG_ERR_TRUNCATED, BG_ERR_BAD_MAGIC). */
+bg_err bg_codec_frame_id(const void *buf, size_t len, int32_t *id);
 /* Register the built-in map (every reader schema under its default id). */
 bg_err bg_codec_add_defaults(bg_codec *c, char *errstr, size_t errstr_size);
 

@@ -105,7 +105,17 @@ static const cfg_key cfg_keys[] = {
     TOPIC_ROW("state", BG_TOPIC_STATE, TOPIC_STATE,
               "changelog of per-identity state snapshots (compacted)"),
     {"schema_registry.url", CT_STRING, NULL, OFF(registry_url), 0, 0, check_url,
-     "Confluent-compatible Schema Registry base URL (http:// or https://); this version refuses to start with it set: use schema_registry.local"},
+     "Confluent-compatible Schema Registry base URL (http:// or https://); writer schemas of ids not in schema_registry.local are fetched from it"},
+    {"schema_registry.username", CT_STRING, NULL, OFF(registry_username), 0, 0, NULL,
+     "basic-auth user for the Schema Registry (with schema_registry.password_file)"},
+    {"schema_registry.password_file", CT_PATH, NULL, OFF(registry_password_file), 0, 0, NULL,
+     "file whose first line is the Schema Registry password (e.g. a mounted Secret); never the password itself"},
+    {"schema_registry.ca_file", CT_PATH, NULL, OFF(registry_ca_file), 0, 0, NULL,
+     "PEM CA bundle for an https:// registry; unset = the system's; certificates are always verified"},
+    {"schema_registry.timeout_ms", CT_DURATION, "5s", OFF(registry_timeout_ms), 100, 60000, NULL,
+     "bound on one Schema Registry request, connect included"},
+    {"schema_registry.retry_max_ms", CT_DURATION, "30s", OFF(registry_retry_max_ms), 100, 600000,
+     NULL, "longest backoff between retries while the registry is unreachable (messages wait, never dead-lettered)"},
     {"schema_registry.local", CT_SCHEMAS, NULL, 0, 0, 0, NULL,
      "offline schema map schema_registry.local.<id> = path of an .avsc file"},
     {"policy", CT_PATH, NULL, OFF(policy_path), 0, 0, NULL,
@@ -124,6 +134,10 @@ static const cfg_key cfg_keys[] = {
      "Ed25519 secret key (from `burstguard keygen`, mode 0600) that signs revocation commands; unset = unsigned"},
     {"signing.key_id", CT_STRING, NULL, OFF(signing_key_id), 0, 0, NULL,
      "key_id written into signed revocation commands (required with signing.key_file)"},
+    {"alert.file", CT_PATH, NULL, OFF(alert_file), 0, 0, NULL,
+     "`burstguard alert`: YAML file listing the webhook sinks (see README, Alert sink)"},
+    {"alert.group_id", CT_STRING, "burstguard-alert", OFF(alert_group), 0, 0, NULL,
+     "`burstguard alert`: consumer group of the alert sink"},
 };
 
 #define N_KEYS (sizeof cfg_keys / sizeof cfg_keys[0])
@@ -758,6 +772,9 @@ void bg_config_free(bg_config *c) {
     for (size_t i = 0; i < BG_TOPIC_COUNT; i++)
         free(c->topics[i]);
     free(c->registry_url);
+    free(c->registry_username);
+    free(c->registry_password_file);
+    free(c->registry_ca_file);
     for (size_t i = 0; i < c->n_local; i++)
         free(c->local[i].path);
     free(c->local);
@@ -765,6 +782,8 @@ void bg_config_free(bg_config *c) {
     free(c->http_listen);
     free(c->signing_key_file);
     free(c->signing_key_id);
+    free(c->alert_file);
+    free(c->alert_group);
     memset(c, 0, sizeof *c);
 }
 

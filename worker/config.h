@@ -44,6 +44,11 @@ typedef struct bg_config {
     size_t n_kafka;
     char *topics[BG_TOPIC_COUNT];
     char *registry_url;            /* schema_registry.url, NULL when unset */
+    char *registry_username;       /* schema_registry.username (basic auth), NULL when unset */
+    char *registry_password_file;  /* schema_registry.password_file, resolved; NULL when unset */
+    char *registry_ca_file;        /* schema_registry.ca_file, resolved; NULL = system CAs */
+    int64_t registry_timeout_ms;   /* schema_registry.timeout_ms per request, default 5000 */
+    int64_t registry_retry_max_ms; /* schema_registry.retry_max_ms backoff cap, default 30000 */
     bg_local_schema *local;        /* schema_registry.local */
     size_t n_local;
     char *policy_path;             /* policy, resolved; NULL = built-in default policy */
@@ -55,6 +60,9 @@ typedef struct bg_config {
     bool dry_run;                  /* worker.dry_run: every revocation is a dry run, default false */
     char *signing_key_file;        /* signing.key_file, resolved; NULL = commands unsigned */
     char *signing_key_id;          /* signing.key_id, NULL when unset */
+    /* alert.* (burstguard alert) */
+    char *alert_file;              /* alert.file, resolved: the sinks file; NULL when unset */
+    char *alert_group;             /* alert.group_id, default "burstguard-alert" */
 } bg_config;
 
 /* Load path (NULL: defaults only), then apply each "key=value" of sets in

@@ -27,6 +27,8 @@ static void usage(FILE *f) {
                "  envelope revoke ID (the same flags)  produce it again, signed, revoked\n"
                "  verify-command --pub FILE [--in FILE|-]\n"
                "                      check a RevocationCommand's signature (0 ok, 1 not)\n"
+               "  alert --config FILE [--brokers LIST] [--set key=value]...\n"
+               "                      post matching verdicts to webhooks (json, slack, pagerduty)\n"
                "  version             print the version\n"
                "\n"
                "exit codes: 0 success, 1 runtime failure, 2 usage or configuration error\n");
@@ -58,6 +60,8 @@ int main(int argc, char **argv) {
         return bg_envelope_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "verify-command"))
         return bg_verify_command_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "alert"))
+        return bg_alert_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "config")) {
         if (argc != 3 || strcmp(argv[2], "defaults") != 0)
             return bg_cli_usage_error("usage: burstguard config defaults");

@@ -129,14 +129,36 @@ static bool key_matches(const rd_kafka_message_t *m, bg_str identity) {
     return m->key_len == identity.len && memcmp(m->key, identity.ptr, identity.len) == 0;
 }
 
+/* Make the message's schema id known to the codec (a Schema Registry fetch,
+ * waiting out an unreachable registry). BG_OK when decoding can go ahead,
+ * which includes framing errors that decoding reports itself;
+ * BG_ERR_UNKNOWN_SCHEMA or BG_ERR_SCHEMA with why for a dead letter; any
+ * other error is fatal for the batch (stopped while waiting). */
+static bg_err ensure_schema(pipe_t *p, const rd_kafka_message_t *m, char *why, size_t ws) {
+    int32_t id;
+    if (!p->o->registry || bg_codec_frame_id(m->payload, m->len, &id) ||
+        bg_codec_has_schema(p->o->codec, id))
+        return BG_OK;
+    bg_err err = bg_registry_resolve(p->o->registry, p->o->codec, id, p->o->stop, why, ws);
+    if (err && err != BG_ERR_UNKNOWN_SCHEMA && err != BG_ERR_SCHEMA)
+        bg_error("%s schema id %d (%s); the batch is not committed",
+                 err == BG_ERR_NOMEM ? "out of memory resolving" : "stopped while waiting for",
+                 (int)id, why);
+    return err;
+}
+
 /* Decode and apply one message; dead-letter it when it cannot be. */
 static bg_err process(pipe_t *p, int kind, rd_kafka_message_t *m,
                       rd_kafka_topic_partition_list_t *store) {
-    note_offset(store, m);
     bg_event ev;
     char why[256];
-    bg_err err = bg_codec_decode_event(p->o->codec, (bg_event_kind)kind, m->payload, m->len, &ev,
-                                       why, sizeof why);
+    bg_err err = ensure_schema(p, m, why, sizeof why);
+    if (err && err != BG_ERR_UNKNOWN_SCHEMA && err != BG_ERR_SCHEMA)
+        return err;
+    note_offset(store, m);
+    if (!err)
+        err = bg_codec_decode_event(p->o->codec, (bg_event_kind)kind, m->payload, m->len, &ev,
+                                    why, sizeof why);
     if (!err && !m->key) {
         err = BG_ERR_NO_KEY;
         snprintf(why, sizeof why, "message has no key (expected the identity)");
@@ -199,10 +221,15 @@ static bg_err route(pipe_t *p, rd_kafka_message_t *m) {
         return BG_OK;
     }
     bg_event ev;
-    char why[8];
+    char why[256];
     int64_t t = INT64_MIN;
-    if (!bg_codec_decode_event(p->o->codec, (bg_event_kind)kind, m->payload, m->len, &ev, why,
-                               sizeof why))
+    bg_err serr = ensure_schema(p, m, why, sizeof why);
+    if (serr && serr != BG_ERR_UNKNOWN_SCHEMA && serr != BG_ERR_SCHEMA) {
+        rd_kafka_message_destroy(m); /* not stored: read again after a restart */
+        return serr;
+    }
+    if (!serr && !bg_codec_decode_event(p->o->codec, (bg_event_kind)kind, m->payload, m->len,
+                                        &ev, why, sizeof why))
         t = ev.event_time;
     fifo *f = &p->tasks[m->partition].in[kind];
     if (!fifo_push(f, m, t)) {
@@ -483,7 +510,11 @@ bg_err bg_pipeline_run(const bg_pipeline_opts *o, bg_pipeline_stats *st, char *e
             bg_err rerr = route(&p, m);
             if (rerr && !err) {
                 err = rerr;
-                snprintf(errstr, errstr_size, "buffering input: %s", bg_err_str(rerr));
+                if (rerr == BG_ERR_NOMEM)
+                    snprintf(errstr, errstr_size, "buffering input: %s", bg_err_str(rerr));
+                else
+                    snprintf(errstr, errstr_size,
+                             "stopped while waiting for the schema registry: offsets not committed");
             }
         }
         p.applied = 0;

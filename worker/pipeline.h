@@ -10,7 +10,14 @@
  * once a second: mtime, inode, size, so a Kubernetes ConfigMap's symlink swap
  * counts), the file is loaded and validated; a valid policy replaces the old
  * one between batches in every task, an invalid one is rejected with a log
- * line and the old one stays. */
+ * line and the old one stays.
+ *
+ * Schema Registry: before a message is decoded, an id the codec does not know
+ * is fetched from the registry (when one is configured). While the registry
+ * is unreachable the fetch is retried with backoff and the batch waits:
+ * nothing is dead-lettered and no offset moves; SIGTERM still stops it (the
+ * batch is then not committed). An id the registry does not have, or whose
+ * schema is invalid, is a dead letter (unknown_schema, schema). */
 #ifndef BG_PIPELINE_H
 #define BG_PIPELINE_H
 
@@ -22,11 +29,13 @@
 #include "codec.h"
 #include "config.h"
 #include "metrics.h"
+#include "registry.h"
 
 typedef struct bg_pipeline_opts {
     const bg_config *cfg;
     const bg_policy *policy;
     bg_codec *codec;
+    bg_registry *registry;             /* writer schemas of unknown ids; NULL: local map only */
     const char *group_id;              /* NULL: kafka.group.id */
     volatile sig_atomic_t *stop;       /* set asynchronously to stop after the current batch */
     volatile sig_atomic_t *reload;     /* set asynchronously (SIGHUP) to reload the policy; may be NULL */

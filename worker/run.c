@@ -118,6 +118,15 @@ int bg_run_main(int argc, char **argv) {
         bg_config_free(&cfg);
         return 2;
     }
+    bg_registry *registry;
+    err = bg_registry_from_config(&cfg, &registry, errstr, sizeof errstr);
+    if (err) {
+        fprintf(stderr, "burstguard: %s\n", errstr);
+        bg_codec_free(codec);
+        bg_policy_free(&policy);
+        bg_config_free(&cfg);
+        return err == BG_ERR_CONFIG ? 2 : 1;
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -143,6 +152,7 @@ int bg_run_main(int argc, char **argv) {
         if (bg_http_start(cfg.http_listen, &metrics, &http, errstr, sizeof errstr)) {
             fprintf(stderr, "burstguard: %s\n", errstr);
             bg_metrics_destroy(&metrics);
+            bg_registry_free(registry);
             bg_codec_free(codec);
             bg_policy_free(&policy);
             bg_config_free(&cfg);
@@ -154,6 +164,7 @@ int bg_run_main(int argc, char **argv) {
                           .metrics = &metrics,
                           .policy = &policy,
                           .codec = codec,
+                          .registry = registry,
                           .group_id = group,
                           .stop = &stop_flag,
                           .reload = &reload_flag,
@@ -174,6 +185,7 @@ int bg_run_main(int argc, char **argv) {
         fprintf(stderr, "burstguard: %s\n", errstr);
         rc = err == BG_ERR_CONFIG ? 2 : 1;
     }
+    bg_registry_free(registry);
     bg_codec_free(codec);
     bg_policy_free(&policy);
     bg_config_free(&cfg);

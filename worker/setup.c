@@ -54,12 +54,6 @@ static bg_err read_file(const char *path, char **out, size_t *len, char *errstr,
 }
 
 bg_err bg_setup_codec(const bg_config *cfg, bg_codec **out, char *errstr, size_t errstr_size) {
-    if (cfg->registry_url) {
-        snprintf(errstr, errstr_size,
-                 "schema_registry.url: this version has no HTTP registry client; map schema ids "
-                 "to .avsc files with schema_registry.local");
-        return BG_ERR_CONFIG;
-    }
     bg_codec *c;
     bg_err err = bg_codec_new(&c, errstr, errstr_size);
     if (err)

@@ -114,9 +114,19 @@ static void test_config_errors(void **state) {
     expect((const char *[]){"run", "--config", "ok.yaml", "--set", "kafka.no.such.property=1",
                             NULL},
            2, "kafka.no.such.property");
+    /* the Schema Registry client refuses what it cannot use, before connecting */
     expect((const char *[]){"run", "--config", "ok.yaml", "--set",
-                            "schema_registry.url=http://127.0.0.1:8081", NULL},
-           2, "no HTTP registry client");
+                            "schema_registry.url=http://127.0.0.1:99999", NULL},
+           2, "schema_registry.url");
+    expect((const char *[]){"run", "--config", "ok.yaml", "--set",
+                            "schema_registry.url=http://127.0.0.1:8081", "--set",
+                            "schema_registry.username=bg", "--set",
+                            "schema_registry.password_file=no-such-password", NULL},
+           2, "schema_registry.password_file");
+    expect((const char *[]){"run", "--config", "ok.yaml", "--set",
+                            "schema_registry.url=http://127.0.0.1:8081", "--set",
+                            "schema_registry.username=bg", NULL},
+           2, "schema_registry.password_file");
     expect((const char *[]){"run", "--config", "with-bad-policy.yaml", NULL}, 2,
            "bad-policy.yaml:3:");
     expect((const char *[]){"policy", "check", "bad-policy.yaml", NULL}, 2, "bad-policy.yaml:3:");
