@@ -156,8 +156,16 @@ def main():
               "SASL password from Secret kafka-sasl/pass")
         check(secret_ref("BURSTGUARD_KAFKA_SSL_KEY_PASSWORD")
               == {"name": "kafka-tls", "key": "key-password"}, "ssl key password from Secret")
-        check(secret_ref("BURSTGUARD_SCHEMA_REGISTRY_PASSWORD").get("name") == "schema-registry",
-              "schema registry password from Secret")
+        check(secret_ref("BURSTGUARD_SCHEMA_REGISTRY_USERNAME").get("name") == "schema-registry",
+              "schema registry username from Secret")
+        check("BURSTGUARD_SCHEMA_REGISTRY_PASSWORD" not in str(c.get("env")),
+              "schema registry password not in the environment")
+        sr = vols.get("schema-registry", {}).get("secret", {})
+        check(sr.get("secretName") == "schema-registry", "schema registry Secret volume")
+        check(mounts.get("schema-registry", {}).get("mountPath")
+              == "/run/secrets/burstguard/schema-registry", "schema registry mount")
+        check(any(a.startswith("schema_registry.password_file=/run/secrets/burstguard/schema-registry/")
+                  for a in args), "args --set schema_registry.password_file")
         for flag in ("kafka.sasl.username=$(BURSTGUARD_KAFKA_SASL_USERNAME)",
                      "kafka.sasl.password=$(BURSTGUARD_KAFKA_SASL_PASSWORD)",
                      "kafka.ssl.key.password=$(BURSTGUARD_KAFKA_SSL_KEY_PASSWORD)"):
