@@ -160,10 +160,6 @@ void bg_envset_remove(bg_envset *s, const char *id, size_t id_len) {
     s->n--;
 }
 
-const bg_envelope *bg_envset_get(const bg_envset *s, const char *id) {
-    ptrdiff_t at = find_id(s, id, strlen(id));
-    return at < 0 ? NULL : &s->v[at];
-}
 
 const bg_envelope *bg_envset_find(const bg_envset *s, bg_str identity, const char *class_name,
                                   bg_str owner, int64_t t) {

@@ -28,7 +28,6 @@ bg_err bg_envset_put(bg_envset *s, const bg_envelope_msg *m, char *why, size_t w
 /* Remove by id (a tombstone); removing an unknown id is not an error. */
 void bg_envset_remove(bg_envset *s, const char *id, size_t id_len);
 size_t bg_envset_count(const bg_envset *s);
-const bg_envelope *bg_envset_get(const bg_envset *s, const char *id);
 
 /* The first live envelope covering (identity, class, owner) at t, or NULL,
  * with the same matching rules as bg_policy_envelope_for(). */

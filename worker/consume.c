@@ -17,7 +17,6 @@ struct bg_consumer {
     rd_kafka_queue_t *q;
     const bg_config *cfg;
     bg_consumer_hooks hooks;
-    int assigned;
     bool joined; /* an assignment (possibly empty) has been received */
     /* topic handle -> kind cache (handles are stable for the consumer's life) */
     const rd_kafka_topic_t *rkt_cache[8];
@@ -40,11 +39,9 @@ static void notify(bg_consumer *c, rd_kafka_topic_partition_list_t *parts, bool 
         if (kind < 0)
             continue;
         if (assign) {
-            c->assigned++;
             if (c->hooks.on_assign)
                 c->hooks.on_assign(c->hooks.opaque, kind, parts->elems[i].partition);
         } else {
-            c->assigned--;
             if (c->hooks.on_revoke)
                 c->hooks.on_revoke(c->hooks.opaque, kind, parts->elems[i].partition, lost);
         }
@@ -257,7 +254,6 @@ void bg_consumer_store(bg_consumer *c, rd_kafka_topic_partition_list_t *offsets)
         bg_warn("offset store: %s", rd_kafka_err2str(err));
 }
 
-int bg_consumer_assigned(bg_consumer *c) { return c->assigned; }
 bool bg_consumer_joined(bg_consumer *c) { return c->joined; }
 
 void bg_consumer_pause(bg_consumer *c, int kind, int32_t partition, bool pause) {

@@ -57,8 +57,6 @@ int64_t bg_consumer_lag(bg_consumer *c, int kind, int32_t partition, int64_t nex
 /* True once the group has given this member an assignment (possibly empty):
  * a member with more peers than partitions is still a ready member. */
 bool bg_consumer_joined(bg_consumer *c);
-/* Number of topic-partitions currently assigned. */
-int bg_consumer_assigned(bg_consumer *c);
 /* Non-zero fatal error from librdkafka, with its reason. */
 bool bg_consumer_fatal(bg_consumer *c, char *errstr, size_t errstr_size);
 

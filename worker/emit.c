@@ -10,6 +10,12 @@
 #include "log.h"
 #include "sign.h"
 
+/* Counts of what was produced and acknowledged. */
+typedef struct bg_emit_stats {
+    uint64_t verdicts, revocations, deadletters; /* produced */
+    uint64_t delivered, failed;                  /* delivery reports */
+} bg_emit_stats;
+
 struct bg_emitter {
     rd_kafka_t *rk;
     bg_codec *codec;
@@ -135,7 +141,6 @@ void bg_emitter_free(bg_emitter *em) {
     free(em);
 }
 
-void bg_emitter_poll(bg_emitter *em) { rd_kafka_poll(em->rk, 0); }
 
 static bg_err produce(bg_emitter *em, const char *topic, const void *key, size_t key_len,
                       const void *val, size_t val_len, rd_kafka_headers_t *hdrs) {
@@ -254,4 +259,3 @@ bg_err bg_emitter_sync(bg_emitter *em, int timeout_ms) {
     return err ? BG_ERR_FULL : BG_OK;
 }
 
-void bg_emitter_stats_get(const bg_emitter *em, bg_emit_stats *st) { *st = em->st; }

@@ -20,10 +20,6 @@
 
 typedef struct bg_emitter bg_emitter;
 
-typedef struct bg_emit_stats {
-    uint64_t verdicts, revocations, deadletters; /* produced */
-    uint64_t delivered, failed;                  /* delivery reports */
-} bg_emit_stats;
 
 bg_err bg_emitter_new(const bg_config *cfg, bg_codec *codec, bool replay, bg_emitter **out,
                       char *errstr, size_t errstr_size);
@@ -40,8 +36,5 @@ bg_err bg_emitter_deadletter(bg_emitter *em, const rd_kafka_message_t *m, bg_err
  * BG_OK: all delivered. BG_ERR_KAFKA: a delivery failed (outputs may be lost:
  * the caller must not store the offsets of this batch). BG_ERR_FULL: timed out. */
 bg_err bg_emitter_sync(bg_emitter *em, int timeout_ms);
-void bg_emitter_stats_get(const bg_emitter *em, bg_emit_stats *st);
-/* Serve delivery reports without blocking. */
-void bg_emitter_poll(bg_emitter *em);
 
 #endif

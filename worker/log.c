@@ -11,7 +11,6 @@
 
 static int min_level = -1;
 
-void bg_log_set_level(bg_log_level level) { min_level = (int)level; }
 
 static int level_from_env(void) {
     const char *s = getenv("BURSTGUARD_LOG_LEVEL");

@@ -6,8 +6,8 @@
 
 typedef enum bg_log_level { BG_LOG_DEBUG, BG_LOG_INFO, BG_LOG_WARN, BG_LOG_ERROR } bg_log_level;
 
-/* Messages below level are dropped (default INFO; env BURSTGUARD_LOG_LEVEL=debug|info|warn|error). */
-void bg_log_set_level(bg_log_level level);
+/* Messages below the level of env BURSTGUARD_LOG_LEVEL=debug|info|warn|error
+ * (default info) are dropped. */
 void bg_log(bg_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define bg_info(...) bg_log(BG_LOG_INFO, __VA_ARGS__)
