@@ -23,7 +23,6 @@
 #include "alert.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -897,50 +896,16 @@ out:
     return rc;
 }
 
-#define MAX_SETS 256
-
 int bg_alert_main(int argc, char **argv) {
-    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                         {"brokers", required_argument, NULL, 'b'},
-                                         {"set", required_argument, NULL, 's'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    const char *config = NULL;
-    const char *sets[MAX_SETS];
-    char brokers_set[1024];
-    size_t n_sets = 0;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "c:b:s:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            config = optarg;
-            break;
-        case 'b':
-        case 's':
-            if (n_sets == MAX_SETS)
-                return bg_cli_usage_error("alert: too many --set options");
-            if (c == 'b') {
-                snprintf(brokers_set, sizeof brokers_set, "kafka.bootstrap.servers=%s", optarg);
-                sets[n_sets++] = brokers_set;
-            } else {
-                sets[n_sets++] = optarg;
-            }
-            break;
-        case 'h':
-            printf("usage: burstguard alert --config FILE [--brokers LIST] [--set key=value]...\n");
-            return 0;
-        default:
-            return bg_cli_usage_error("alert: unknown option (see burstguard alert --help)");
-        }
-    }
-    if (optind < argc)
-        return bg_cli_usage_error("alert: unexpected argument '%s'", argv[optind]);
-    if (!config)
-        return bg_cli_usage_error("alert: --config FILE is required");
+    bg_cli_args args;
+    int rc0 = bg_cli_config_args(
+        "alert", "usage: burstguard alert --config FILE [--brokers LIST] [--set key=value]...",
+        false, argc, argv, &args);
+    if (rc0 >= 0)
+        return rc0;
     char errstr[1024];
     bg_config cfg;
-    bg_err err = bg_config_load(config, sets, n_sets, &cfg, errstr, sizeof errstr);
+    bg_err err = bg_config_load(args.config, args.sets, args.n_sets, &cfg, errstr, sizeof errstr);
     if (err) {
         fprintf(stderr, "burstguard: %s\n", errstr);
         return 2;

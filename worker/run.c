@@ -7,7 +7,6 @@
  * the process with exit code 1 if that takes longer than
  * worker.shutdown_timeout_ms plus a grace period, so a stuck broker cannot
  * hang a pod's termination. */
-#include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -49,56 +48,19 @@ static void *watchdog(void *arg) {
     return NULL;
 }
 
-#define MAX_SETS 256
-
 int bg_run_main(int argc, char **argv) {
-    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                         {"brokers", required_argument, NULL, 'b'},
-                                         {"group", required_argument, NULL, 'g'},
-                                         {"set", required_argument, NULL, 's'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    const char *config = NULL, *group = NULL;
-    const char *sets[MAX_SETS];
-    char brokers_set[1024];
-    size_t n_sets = 0;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "c:b:g:s:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            config = optarg;
-            break;
-        case 'b':
-            snprintf(brokers_set, sizeof brokers_set, "kafka.bootstrap.servers=%s", optarg);
-            if (n_sets == MAX_SETS)
-                return bg_cli_usage_error("run: too many --set options");
-            sets[n_sets++] = brokers_set;
-            break;
-        case 'g':
-            group = optarg;
-            break;
-        case 's':
-            if (n_sets == MAX_SETS)
-                return bg_cli_usage_error("run: too many --set options");
-            sets[n_sets++] = optarg;
-            break;
-        case 'h':
-            printf("usage: burstguard run --config FILE [--brokers LIST] [--group ID] "
-                   "[--set key=value]...\n");
-            return 0;
-        default:
-            return bg_cli_usage_error("run: unknown option (see burstguard run --help)");
-        }
-    }
-    if (optind < argc)
-        return bg_cli_usage_error("run: unexpected argument '%s'", argv[optind]);
-    if (!config)
-        return bg_cli_usage_error("run: --config FILE is required");
+    bg_cli_args args;
+    int rc0 = bg_cli_config_args("run",
+                                 "usage: burstguard run --config FILE [--brokers LIST] [--group ID] "
+                                 "[--set key=value]...",
+                                 true, argc, argv, &args);
+    if (rc0 >= 0)
+        return rc0;
+    const char *group = args.group;
 
     char errstr[1024];
     bg_config cfg;
-    bg_err err = bg_config_load(config, sets, n_sets, &cfg, errstr, sizeof errstr);
+    bg_err err = bg_config_load(args.config, args.sets, args.n_sets, &cfg, errstr, sizeof errstr);
     if (err) {
         fprintf(stderr, "burstguard: %s\n", errstr);
         return 2;
