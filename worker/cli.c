@@ -40,6 +40,7 @@ int bg_cli_config_args(const char *cmd, const char *usage, bool with_group, int 
     memset(a, 0, sizeof *a);
     int c;
     optind = 1;
+    opterr = 0; /* one line per error: ours, naming the option */
     while ((c = getopt_long(argc, argv, with_group ? "c:b:g:s:h" : "c:b:s:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
@@ -66,7 +67,9 @@ int bg_cli_config_args(const char *cmd, const char *usage, bool with_group, int 
             printf("%s\n", usage);
             return 0;
         default:
-            return bg_cli_usage_error("%s: unknown option (see burstguard %s --help)", cmd, cmd);
+            return bg_cli_usage_error("%s: unknown option or missing value '%s' (see burstguard %s "
+                                      "--help)",
+                                      cmd, argv[optind - 1], cmd);
         }
     }
     if (optind < argc)
