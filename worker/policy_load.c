@@ -123,16 +123,6 @@ static bg_err get_duration(ploader *L, const yaml_node_t *n, const char *what, i
     return BG_OK;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
- * days_from_civil; exact for every year we accept). */
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
 
 static void civil_from_days(int64_t z, int64_t *y, int64_t *m, int64_t *d) {
     z += 719468;
@@ -214,7 +204,7 @@ bool bg_policy_parse_time(const char *s, int64_t *out_ms) {
     bool leap = (Y % 4 == 0 && Y % 100 != 0) || Y % 400 == 0;
     if (D > mdays[M - 1] + (M == 2 && leap))
         return false;
-    int64_t ms = ((days_from_civil(Y, M, D) * 24 + h) * 60 + mi) * 60000 + sec * 1000 + frac -
+    int64_t ms = ((bg_yaml_days_from_civil(Y, M, D) * 24 + h) * 60 + mi) * 60000 + sec * 1000 + frac -
                  offset_min * 60000;
     if (ms < 0 || ms > POLICY_MAX_TIME_MS)
         return false;

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "yaml_doc.h"
 #include "detectors/series_stack.h"
 
 #define SERIES_LINE_MAX (64 * 1024)
@@ -83,15 +84,6 @@ static int digits(const char *s, size_t n, int *out) {
     return 1;
 }
 
-/* days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm) */
-static int64_t days_from_civil(int64_t y, int m, int d) {
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
 
 static int days_in_month(int y, int m) {
     static const int dm[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -111,7 +103,7 @@ static int parse_time(field f, int64_t *t) {
         if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
             se > 60)
             return 0;
-        *t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se;
+        *t = bg_yaml_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se;
         return 1;
     }
     size_t i = 0;

@@ -84,6 +84,9 @@ bool bg_yaml_parse_bool(const char *s, bool *out);
 /* Non-negative duration in ms: an integer (ms) or an integer followed by one
  * of ms, s, m, h, d ("500ms", "30s", "15m", "1h", "1d"). */
 bool bg_yaml_parse_duration(const char *s, int64_t *out_ms);
+/* Days since 1970-01-01 of a proleptic Gregorian date (for the time parsers
+ * of the policy and of `burstguard series`). */
+int64_t bg_yaml_days_from_civil(int64_t y, int64_t m, int64_t d);
 /* Write ms as the largest exact unit ("1h", "90s", "250ms") into buf. */
 void bg_yaml_format_duration(int64_t ms, char *buf, size_t size);
 
