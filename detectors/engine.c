@@ -731,7 +731,8 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
                 bg_reason_add(extra, &n_extra, "new_credential_on_new_destination", "correlation", 1, 0, 0, 0.3);
         }
     }
-    bg_corr_prune(id, t < id->bucket_start ? id->bucket_start : t, w);
+    /* keep what a late event (within the allowed lateness) can still pair with */
+    bg_corr_prune(id, (t < id->bucket_start ? id->bucket_start : t) - p->allowed_lateness_ms, w);
     bg_burst_note(id, dh, ev->trace_id);
 
     /* correlation before the limits: one event that does both goes straight
