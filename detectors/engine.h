@@ -60,6 +60,61 @@ void bg_engine_set_policy(bg_engine *e, const bg_policy *p);
 void bg_engine_set_envelopes(bg_engine *e, const bg_envset *live);
 
 void bg_engine_stats_get(const bg_engine *e, bg_engine_stats *st);
+
+/* ---- state that survives: bounds, eviction, snapshots (see snapshot.h) ----
+ *
+ * Bounds of one engine's identity store; 0 means unbounded / never. When
+ * max_identities or max_bytes is reached, the least recently active
+ * identities (by event time of their last event) are evicted; identities
+ * idle for idle_ttl_ms of event time (behind the watermark) are evicted by
+ * bg_engine_tick(). An evicted identity seen again starts cold (learning
+ * period), so it raises no alarm storm. */
+typedef struct bg_engine_limits {
+    uint64_t max_identities;
+    uint64_t max_bytes;  /* of identity state, as bg_engine_state_bytes() counts it */
+    int64_t idle_ttl_ms;
+} bg_engine_limits;
+void bg_engine_set_limits(bg_engine *e, const bg_engine_limits *l);
+
+typedef struct bg_engine_state_stats {
+    uint64_t evicted_bound;      /* by max_identities / max_bytes */
+    uint64_t evicted_idle;       /* by idle_ttl_ms */
+    uint64_t restored;           /* identities restored from snapshots */
+    uint64_t snapshots_refused;  /* corrupt or unknown-version snapshots (never trusted) */
+    uint64_t dirty;              /* identities changed since their last snapshot */
+    uint64_t bytes;              /* identity state held, tracked incrementally */
+} bg_engine_state_stats;
+void bg_engine_state_stats_get(const bg_engine *e, bg_engine_state_stats *st);
+
+/* Identities evicted since the last call, oldest first: fn is called for
+ * each (the worker writes its changelog tombstone), then the list is
+ * cleared. A non-OK return from fn stops the walk and is returned; the
+ * identities not yet visited stay listed. */
+typedef bg_err (*bg_engine_evicted_fn)(void *opaque, const char *identity, size_t len);
+bg_err bg_engine_take_evicted(bg_engine *e, bg_engine_evicted_fn fn, void *opaque);
+
+/* Identities changed since their last snapshot: fn is called for each with
+ * its state encoded by the snapshot format (uncompressed,
+ * BG_SNAPSHOT_VERSION) and the event time of its last event; each visited
+ * identity is then clean. The buffer is valid during the call only. A
+ * non-OK return from fn stops the walk and is returned; the identity it was
+ * given stays dirty. */
+typedef bg_err (*bg_engine_snapshot_fn)(void *opaque, const char *identity, size_t identity_len,
+                                        const uint8_t *state, size_t state_len,
+                                        int64_t updated_at);
+bg_err bg_engine_snapshot_dirty(bg_engine *e, bg_engine_snapshot_fn fn, void *opaque);
+
+/* Restore one identity from its snapshot (the latest changelog record of
+ * its key), replacing any state it has; the engine's stream time advances to
+ * updated_at. An open burst keeps its ONSET time, so verdict ids after a
+ * takeover are the ones the previous owner would have produced. A snapshot
+ * that is corrupt or of a format version this build does not read is
+ * refused with BG_ERR_SNAPSHOT, counted, and a one-line reason in why. */
+bg_err bg_engine_restore(bg_engine *e, const char *identity, size_t identity_len,
+                         int32_t format_version, const uint8_t *state, size_t state_len,
+                         char *why, size_t why_size);
+/* A tombstone: drop the identity's state, if any (not counted as eviction). */
+void bg_engine_forget(bg_engine *e, const char *identity, size_t identity_len);
 /* Bytes of identity state held (structs, strings, sets, windows, bursts);
  * walks every identity, so it is for reports, not the hot path. */
 size_t bg_engine_state_bytes(const bg_engine *e);

@@ -26,6 +26,7 @@ static const struct {
     [BG_ERR_BAD_SIGNATURE] = {"bad_signature", "signature does not verify"},
     [BG_ERR_UNTRUSTED_KEY] = {"untrusted_key", "signed by a key that is not trusted"},
     [BG_ERR_KEY_SCOPE] = {"key_scope", "the signing key may not authorise this selector"},
+    [BG_ERR_SNAPSHOT] = {"snapshot", "a state snapshot is corrupt or of an unknown format version"},
 };
 
 const char *bg_err_str(bg_err err) {

@@ -28,6 +28,7 @@ typedef enum bg_err {
     BG_ERR_BAD_SIGNATURE = 19, /* the signature does not verify over the canonical bytes */
     BG_ERR_UNTRUSTED_KEY = 20, /* signed by a key_id that is not a trusted approver */
     BG_ERR_KEY_SCOPE = 21,     /* the approver's key may not authorise this selector */
+    BG_ERR_SNAPSHOT = 22,      /* a state snapshot is corrupt or of an unknown format version */
 } bg_err;
 
 /* Human-readable one-line description. Never NULL. */
