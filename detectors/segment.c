@@ -32,7 +32,6 @@ typedef struct seg_run {
     double szz;    /* sum z^2 */
     double anchor; /* series value the run is measured from */
     double scale;  /* series units per z unit, > 0 */
-    double slope0; /* prior mean of the slope, z units per point */
     int64_t start; /* index of the run's first point */
 } seg_run;
 
@@ -58,21 +57,20 @@ struct bg_seg {
 };
 
 void bg_seg_params_default(bg_seg_params *p) {
-    p->hazard_len = 1000.0f;
+    p->hazard_len = 10000.0f;
     p->noise_mult = 2.0f;
     p->level_var = 100.0f;
-    p->slope_var = 0.01f;
+    p->slope_var = 0.001f;
     p->alpha0 = 1.0f;
     p->max_run = 512;
-    p->scale_window = 64;
-    p->warmup = 3;
-    p->max_lag = 4;
+    p->scale_window = 128;
+    p->warmup = 5;
+    p->max_lag = 5;
     p->drop = 3;
     p->min_gap = 5;
-    p->slope_carry = 0.0f;
     p->revert_window = 30;
-    p->revert_frac = 0.5f;
-    p->revert_decay = 1.0f;
+    p->revert_frac = 1.0f;
+    p->revert_memory = 1000.0f;
 }
 
 static int pos_finite(float v) {
@@ -84,8 +82,8 @@ bg_err bg_seg_params_check(const bg_seg_params *p) {
         !pos_finite(p->level_var) || !pos_finite(p->slope_var) || !pos_finite(p->alpha0) ||
         p->max_run < 8 || p->max_run > SEG_MAX_RUN || p->scale_window < 2 ||
         p->scale_window > SEG_MAX_WINDOW || p->warmup < 1 || p->max_lag < 1 ||
-        p->max_lag + 2u > p->max_run || p->min_gap < 1 || !isfinite(p->slope_carry) ||
-        p->slope_carry < 0.0f || p->slope_carry > 1.0f)
+        p->max_lag + 2u > p->max_run || p->min_gap < 1 || !isfinite(p->revert_frac) ||
+        p->revert_frac < 0.0f || !isfinite(p->revert_memory) || p->revert_memory < 1.0f)
         return BG_ERR_INVALID;
     return BG_OK;
 }
@@ -164,12 +162,10 @@ static double log_pred(const bg_seg_params *p, const seg_run *r, int64_t t, doub
     double a11 = 1.0 / (double)p->slope_var + r->suu;
     double det = a00 * a11 - a01 * a01;
     double i00 = a11 / det, i01 = -a01 / det, i11 = a00 / det;
-    double pb = r->slope0 / (double)p->slope_var; /* prior precision times prior mean */
-    double b0 = r->sz, b1 = r->suz + pb;
-    double m0 = i00 * b0 + i01 * b1, m1 = i01 * b0 + i11 * b1;
+    double m0 = i00 * r->sz + i01 * r->suz, m1 = i01 * r->sz + i11 * r->suz;
     double alpha0 = (double)p->alpha0;
     double an = alpha0 + 0.5 * r->n;
-    double bn = alpha0 + 0.5 * (r->szz + r->slope0 * pb - (m0 * b0 + m1 * b1));
+    double bn = alpha0 + 0.5 * (r->szz - (m0 * r->sz + m1 * r->suz));
     if (!(bn >= 1e-12 * alpha0)) /* rounding only: the exact value is >= alpha0 */
         bn = alpha0;
     double mu = m0 + m1 * u;
@@ -180,16 +176,6 @@ static double log_pred(const bg_seg_params *p, const seg_run *r, int64_t t, doub
     double z = (x - r->anchor) / r->scale, d = z - mu;
     return lgamma(0.5 * (nu + 1.0)) - lgamma(0.5 * nu) - 0.5 * log(nu * M_PI * v) -
            0.5 * (nu + 1.0) * log1p(d * d / (nu * v));
-}
-
-/* Posterior mean slope of a run, series units per point. */
-static double run_slope(const bg_seg_params *p, const seg_run *r) {
-    double a00 = 1.0 / (double)p->level_var + r->n, a01 = r->su;
-    double a11 = 1.0 / (double)p->slope_var + r->suu;
-    double det = a00 * a11 - a01 * a01;
-    double b0 = r->sz, b1 = r->suz + r->slope0 / (double)p->slope_var;
-    double m1 = (-a01 * b0 + a00 * b1) / det;
-    return isfinite(m1) ? m1 * r->scale : 0.0;
 }
 
 static void fresh_run(seg_run *r, int64_t start, double anchor, double scale, double prob) {
@@ -218,7 +204,7 @@ bg_err bg_seg_step(bg_seg *s, double x, bg_seg_out *out) {
     /* excursions: a change that went back where it came from within
      * revert_window points was the series' normal behaviour (a sawtooth, a
      * burst), so jumps of that size set a floor under the scale */
-    s->jfloor *= 1.0 - 1.0 / (double)p->hazard_len * (double)p->revert_decay;
+    s->jfloor *= 1.0 - 1.0 / (double)p->revert_memory;
     if (s->pending) {
         if (fabs(x - s->pend_pre) < 0.5 * s->pend_jump) {
             s->jfloor = fmax(s->jfloor, s->pend_jump);
@@ -264,15 +250,8 @@ bg_err bg_seg_step(bg_seg *s, double x, bg_seg_out *out) {
             s->runs[n - 2].prob += s->runs[n - 1].prob;
             n--;
         }
-        /* the new segment's slope prior starts from the current segment's slope */
-        uint32_t cur = 0;
-        for (uint32_t r = 1; r < n; r++)
-            if (s->runs[r].prob > s->runs[cur].prob)
-                cur = r;
-        double slope = (double)p->slope_carry * run_slope(p, &s->runs[cur]);
         memmove(&s->runs[1], &s->runs[0], n * sizeof *s->runs);
         fresh_run(&s->runs[0], t + 1, x, sc, cp);
-        s->runs[0].slope0 = slope / sc;
         n++;
         double total = 0.0;
         for (uint32_t r = 0; r < n; r++)
@@ -299,7 +278,7 @@ bg_err bg_seg_step(bg_seg *s, double x, bg_seg_out *out) {
             t - s->last_cp >= p->min_gap) {
             o.changepoint = 1;
             s->last_cp = t;
-            if (p->revert_window > 0 && best < 7) {
+            if (p->revert_window > 0 && best <= 6) {
                 /* the level before the new segment began: mean of 2 points before it */
                 int64_t b = t - (int64_t)best; /* first point of the new segment */
                 if (b >= 2) {

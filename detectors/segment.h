@@ -32,6 +32,17 @@
  * probability that the current segment began within the last max_lag
  * points.
  *
+ * Excursions. A series can jump and come back as its normal behaviour (a
+ * bank balance's monthly sawtooth, a burst): each jump is a real change of
+ * a line-per-segment model, yet no change of the series. So a change point
+ * whose series returns to within half the jump of the level before it
+ * (the mean of the two points before the new segment) within revert_window
+ * points marks that jump size as ordinary: the scale used for new segments
+ * is at least revert_frac times the largest such jump, a floor that fades
+ * by 1/revert_memory per point. The first excursion still alarms; later
+ * ones of the same size do not, while a larger or a lasting change does.
+ * (Watched only when the change began at most 6 points back.)
+ *
  * Online and deterministic: a point's output depends only on it and the
  * points before it. Memory is bounded: max_run run lengths are kept (mass
  * that would grow past the last merges into it) and scale_window steps.
@@ -47,27 +58,31 @@
 
 #include "err.h"
 
-/* Defaults (bg_seg_params_default) and why:
- *   hazard_len   1000  a change is rare: expected segment length of the order
- *                      of the longest series; shorter (100-300) splits
- *                      random-walk-like series into many segments
+/* Defaults (bg_seg_params_default) and why. They were chosen on the 25 TCPD
+ * series of bench/tcpd_bench.py (which also reports a held-out check of
+ * that choice), as round values inside a plateau where every one-at-a-time
+ * neighbour scores about the same:
+ *   hazard_len   10000 changes are rare events; the evidence for one has to
+ *                      come from the data, not from the prior (1/100..1/1000
+ *                      splits random-walk-like series into many segments)
  *   noise_mult   2     the per-step scale understates the noise around a
  *                      fitted line in autocorrelated series; 2 halves the
  *                      evidence a wiggle gives
  *   level_var    100   a new segment's level is weakly known (+-10 s)
- *   slope_var    0.01  its slope is near 0 (+-0.1 s per point) until data
- *                      say otherwise, so a few points do not make a trend
+ *   slope_var    0.001 a new segment starts flat (+-0.03 s per point) and
+ *                      earns its slope from its data, so a few points do not
+ *                      make a trend and a trend needs no change points
  *   alpha0       1     weak noise-variance prior (Student-t with 2 degrees
  *                      of freedom at the start of a segment)
  *   max_run      512   run lengths kept
- *   scale_window 64    steps in the scale estimate
- *   warmup       3     points before a change point may be raised
- *   max_lag      4     a switch must point at most 4 points back, inside the
- *                      benchmark's 5-point margin; a later recognition is
- *                      not an alarm
- *   drop         3     r* must fall by more than this: one-point dithering of
- *                      r* is not a change
- *   min_gap      5     points between two change points (hysteresis) */
+ *   scale_window 128   steps in the scale estimate
+ *   warmup       5     points before a change point may be raised
+ *   max_lag      5     a switch may point at most 5 points back: the
+ *                      benchmark's margin; a later recognition is no alarm
+ *   drop         3     r* must fall by more than this: dithering of r* is not
+ *                      a change
+ *   min_gap      5     points between two change points (hysteresis)
+ *   revert_window 30, revert_frac 1, revert_memory 1000: excursions (below) */
 typedef struct bg_seg_params {
     float hazard_len;      /* expected segment length, points, >= 2 */
     float noise_mult;      /* prior noise scale / per-step scale, > 0 */
@@ -80,12 +95,10 @@ typedef struct bg_seg_params {
     uint16_t max_lag;      /* largest r* that raises a change point, 1..max_run-2 */
     uint16_t drop;         /* r* must fall by more than this, >= 0 */
     uint16_t min_gap;      /* points between change points, >= 1 */
-    float slope_carry;     /* a new segment's slope prior mean, as a fraction of the
-                              current segment's slope, [0, 1] */
-    uint16_t revert_window; /* points within which a change that returns to its old
-                               level counts as an excursion; 0 = off */
-    float revert_frac;     /* scale floor = revert_frac * largest excursion, >= 0 */
-    float revert_decay;    /* the floor decays by revert_decay / hazard_len per point, >= 0 */
+    uint16_t revert_window; /* points after a change point within which a return to
+                               the old level makes it an excursion; 0 = off */
+    float revert_frac;     /* scale floor = revert_frac * largest excursion jump, >= 0 */
+    float revert_memory;   /* the floor decays by 1/revert_memory per point, >= 1 */
 } bg_seg_params;
 
 typedef struct bg_seg bg_seg;

@@ -318,10 +318,9 @@ static const struct seg_key {
     {"max_lag", SEG_U16, offsetof(bg_seg_params, max_lag)},
     {"drop", SEG_U16, offsetof(bg_seg_params, drop)},
     {"min_gap", SEG_U16, offsetof(bg_seg_params, min_gap)},
-    {"slope_carry", SEG_F32, offsetof(bg_seg_params, slope_carry)},
     {"revert_window", SEG_U16, offsetof(bg_seg_params, revert_window)},
     {"revert_frac", SEG_F32, offsetof(bg_seg_params, revert_frac)},
-    {"revert_decay", SEG_F32, offsetof(bg_seg_params, revert_decay)},
+    {"revert_memory", SEG_F32, offsetof(bg_seg_params, revert_memory)},
 };
 
 /* "NAME=VALUE" into sp; 0 ok, else a usage error was printed (returns 2). */
