@@ -70,7 +70,7 @@ void bg_seg_params_default(bg_seg_params *p) {
     p->min_gap = 5;
     p->revert_window = 30;
     p->revert_frac = 1.0f;
-    p->revert_memory = 1000.0f;
+    p->revert_memory = 100.0f;
 }
 
 static int pos_finite(float v) {
@@ -156,7 +156,8 @@ static double current_scale(bg_seg *s, double x) {
 
 /* ---- one run's predictive ---------------------------------------------------- */
 
-static double log_pred(const bg_seg_params *p, const seg_run *r, int64_t t, double x) {
+static double log_pred(const bg_seg_params *p, const seg_run *r, int64_t t, double x,
+                       double floor) {
     double u = (double)(t - r->start);
     double a00 = 1.0 / (double)p->level_var + r->n, a01 = r->su;
     double a11 = 1.0 / (double)p->slope_var + r->suu;
@@ -172,6 +173,9 @@ static double log_pred(const bg_seg_params *p, const seg_run *r, int64_t t, doub
     double v = bn / an * (1.0 + i00 + 2.0 * i01 * u + i11 * u * u);
     if (!(v > 0.0) || !isfinite(v))
         v = bn / an;
+    double fl = floor / r->scale; /* the excursion floor, in the run's units */
+    if (v < fl * fl)
+        v = fl * fl;
     double nu = 2.0 * an;
     double z = (x - r->anchor) / r->scale, d = z - mu;
     return lgamma(0.5 * (nu + 1.0)) - lgamma(0.5 * nu) - 0.5 * log(nu * M_PI * v) -
@@ -213,7 +217,8 @@ bg_err bg_seg_step(bg_seg *s, double x, bg_seg_out *out) {
             s->pending = 0;
         }
     }
-    sc = fmax(sc, (double)p->revert_frac * s->jfloor);
+    double floor = (double)p->revert_frac * s->jfloor;
+    sc = fmax(sc, floor);
     bg_seg_out o;
     memset(&o, 0, sizeof o);
     o.scale = sc;
@@ -226,7 +231,7 @@ bg_err bg_seg_step(bg_seg *s, double x, bg_seg_out *out) {
         double hz = 1.0 / (double)p->hazard_len;
         double lmax = -INFINITY;
         for (uint32_t r = 0; r < n; r++) {
-            s->lpred[r] = log_pred(p, &s->runs[r], t, x);
+            s->lpred[r] = log_pred(p, &s->runs[r], t, x, floor);
             if (s->lpred[r] > lmax)
                 lmax = s->lpred[r];
         }
@@ -278,9 +283,9 @@ bg_err bg_seg_step(bg_seg *s, double x, bg_seg_out *out) {
             t - s->last_cp >= p->min_gap) {
             o.changepoint = 1;
             s->last_cp = t;
-            if (p->revert_window > 0 && best <= 6) {
+            if (p->revert_window > 0 && best <= 7) {
                 /* the level before the new segment began: mean of 2 points before it */
-                int64_t b = t - (int64_t)best; /* first point of the new segment */
+                int64_t b = t - (int64_t)best + 1; /* first point of the new segment */
                 if (b >= 2) {
                     s->pending = 1;
                     s->pend_t = t;

@@ -37,11 +37,12 @@
  * a line-per-segment model, yet no change of the series. So a change point
  * whose series returns to within half the jump of the level before it
  * (the mean of the two points before the new segment) within revert_window
- * points marks that jump size as ordinary: the scale used for new segments
- * is at least revert_frac times the largest such jump, a floor that fades
- * by 1/revert_memory per point. The first excursion still alarms; later
- * ones of the same size do not, while a larger or a lasting change does.
- * (Watched only when the change began at most 6 points back.)
+ * points marks that jump size as ordinary: every segment's predictive
+ * spread, and the scale of new segments, is then at least revert_frac times
+ * the largest such jump, a floor that fades by 1/revert_memory per point
+ * (so the pattern has to recur to stay ordinary). The first excursion
+ * still alarms; later ones of the same size do not, while a larger change
+ * does. (Watched only when the change began at most 7 points back.)
  *
  * Online and deterministic: a point's output depends only on it and the
  * points before it. Memory is bounded: max_run run lengths are kept (mass
@@ -82,7 +83,9 @@
  *   drop         3     r* must fall by more than this: dithering of r* is not
  *                      a change
  *   min_gap      5     points between two change points (hysteresis)
- *   revert_window 30, revert_frac 1, revert_memory 1000: excursions (below) */
+ *   revert_window 30   a sawtooth's tooth or a burst is over within 30 points
+ *   revert_frac   1    a jump the size of a past excursion is one sigma
+ *   revert_memory 100  the floor halves in about 70 points without another */
 typedef struct bg_seg_params {
     float hazard_len;      /* expected segment length, points, >= 2 */
     float noise_mult;      /* prior noise scale / per-step scale, > 0 */
