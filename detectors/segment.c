@@ -273,12 +273,13 @@ bg_err bg_seg_step(bg_seg *s, double x, bg_seg_out *out) {
             s->runs[r].prob /= total;
             if (s->runs[r].prob > s->runs[best].prob)
                 best = r;
-            if (r >= 1 && r <= p->max_lag)
+            /* a change within max_lag points; the run as old as the series is none */
+            if (r >= 1 && r <= p->max_lag && (int64_t)r < t)
                 score += s->runs[r].prob;
         }
         s->nruns = n;
         o.map_run = best;
-        o.score = fmin(1.0, fmax(0.0, score));
+        o.score = t < p->warmup ? 0.0 : fmin(1.0, fmax(0.0, score));
         if (best + (uint32_t)p->drop < s->prev_map && best <= p->max_lag && t >= p->warmup &&
             t - s->last_cp >= p->min_gap) {
             o.changepoint = 1;

@@ -30,7 +30,7 @@
  * change point. The row raised is the one where the switch is seen; the
  * change itself began r* points earlier. The score is the posterior
  * probability that the current segment began within the last max_lag
- * points.
+ * points (after the first point; 0 during the warm-up).
  *
  * Excursions. A series can jump and come back as its normal behaviour (a
  * bank balance's monthly sawtooth, a burst): each jump is a real change of
@@ -108,7 +108,8 @@ typedef struct bg_seg bg_seg;
 
 /* What one point produced. */
 typedef struct bg_seg_out {
-    double score;     /* P(the current segment began within max_lag points), [0, 1] */
+    double score;     /* P(the current segment began within max_lag points), [0, 1];
+                         0 during the warm-up */
     double scale;     /* the noise scale s after this point, series units, > 0 */
     uint32_t map_run; /* most probable run length r* after this point */
     int changepoint;  /* 1 when this point raises a change point */
