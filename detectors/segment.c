@@ -11,6 +11,7 @@
  *   a_n   = alpha0 + n / 2
  *   b_n   = alpha0 + (sum z^2 - m' [sum z; sum u z]) / 2
  *   pred  = Student-t(z; m0 + m1 u, b_n / a_n (1 + [1 u] A^-1 [1 u]'), 2 a_n)
+ * with the squared scale raised to the excursion floor when it is below it,
  * then the usual growth / change-point recursion with hazard H, computed
  * with the predictive shifted by its maximum so nothing underflows. */
 #include "segment.h"
@@ -284,7 +285,7 @@ bg_err bg_seg_step(bg_seg *s, double x, bg_seg_out *out) {
             t - s->last_cp >= p->min_gap) {
             o.changepoint = 1;
             s->last_cp = t;
-            if (p->revert_window > 0 && best <= 7) {
+            if (p->revert_window > 0 && best >= 1 && best <= 7) {
                 /* the level before the new segment began: mean of 2 points before it */
                 int64_t b = t - (int64_t)best + 1; /* first point of the new segment */
                 if (b >= 2) {
