@@ -48,6 +48,7 @@ struct bg_seg {
     double *steps;    /* [scale_window] ring of |x_t - x_t-1| */
     double *sorted;   /* [scale_window] scratch for the median */
     double *lpred;    /* [max_run] scratch: log predictive per run */
+    double *lgam;     /* [max_run] lgamma((nu+1)/2) - lgamma(nu/2) for a run of n points */
     seg_run *runs;    /* [max_run] */
     double hist[8];   /* the last 8 points, ring by t % 8 */
     int pending;      /* 1 while the last change point is watched for a reversion */
@@ -90,8 +91,15 @@ bg_err bg_seg_params_check(const bg_seg_params *p) {
 }
 
 size_t bg_seg_state_bytes(uint32_t max_run, uint16_t scale_window) {
-    return sizeof(bg_seg) + (size_t)max_run * (sizeof(seg_run) + sizeof(double)) +
+    return sizeof(bg_seg) + (size_t)max_run * (sizeof(seg_run) + 2u * sizeof(double)) +
            2u * (size_t)scale_window * sizeof(double);
+}
+
+/* The Student-t's normalising lgamma terms for a run of n points:
+ * nu = 2 (alpha0 + n / 2). */
+static double student_norm(double alpha0, double n) {
+    double nu = 2.0 * (alpha0 + 0.5 * n);
+    return lgamma(0.5 * (nu + 1.0)) - lgamma(0.5 * nu);
 }
 
 bg_err bg_seg_new(const bg_seg_params *p, bg_seg **out) {
@@ -104,12 +112,15 @@ bg_err bg_seg_new(const bg_seg_params *p, bg_seg **out) {
     s->p = *p;
     s->runs = calloc(p->max_run, sizeof *s->runs);
     s->lpred = calloc(p->max_run, sizeof *s->lpred);
+    s->lgam = calloc(p->max_run, sizeof *s->lgam);
     s->steps = calloc(p->scale_window, sizeof *s->steps);
     s->sorted = calloc(p->scale_window, sizeof *s->sorted);
-    if (!s->runs || !s->lpred || !s->steps || !s->sorted) {
+    if (!s->runs || !s->lpred || !s->lgam || !s->steps || !s->sorted) {
         bg_seg_free(s);
         return BG_ERR_NOMEM;
     }
+    for (uint32_t n = 0; n < p->max_run; n++)
+        s->lgam[n] = student_norm((double)p->alpha0, (double)n);
     *out = s;
     return BG_OK;
 }
@@ -119,6 +130,7 @@ void bg_seg_free(bg_seg *s) {
         return;
     free(s->runs);
     free(s->lpred);
+    free(s->lgam);
     free(s->steps);
     free(s->sorted);
     free(s);
@@ -157,8 +169,8 @@ static double current_scale(bg_seg *s, double x) {
 
 /* ---- one run's predictive ---------------------------------------------------- */
 
-static double log_pred(const bg_seg_params *p, const seg_run *r, int64_t t, double x,
-                       double floor) {
+static double log_pred(const bg_seg *s, const seg_run *r, int64_t t, double x, double floor) {
+    const bg_seg_params *p = &s->p;
     double u = (double)(t - r->start);
     double a00 = 1.0 / (double)p->level_var + r->n, a01 = r->su;
     double a11 = 1.0 / (double)p->slope_var + r->suu;
@@ -179,8 +191,9 @@ static double log_pred(const bg_seg_params *p, const seg_run *r, int64_t t, doub
         v = fl * fl;
     double nu = 2.0 * an;
     double z = (x - r->anchor) / r->scale, d = z - mu;
-    return lgamma(0.5 * (nu + 1.0)) - lgamma(0.5 * nu) - 0.5 * log(nu * M_PI * v) -
-           0.5 * (nu + 1.0) * log1p(d * d / (nu * v));
+    double norm = r->n < (double)p->max_run ? s->lgam[(uint32_t)r->n]
+                                             : student_norm(alpha0, r->n);
+    return norm - 0.5 * log(nu * M_PI * v) - 0.5 * (nu + 1.0) * log1p(d * d / (nu * v));
 }
 
 static void fresh_run(seg_run *r, int64_t start, double anchor, double scale, double prob) {
@@ -232,7 +245,7 @@ bg_err bg_seg_step(bg_seg *s, double x, bg_seg_out *out) {
         double hz = 1.0 / (double)p->hazard_len;
         double lmax = -INFINITY;
         for (uint32_t r = 0; r < n; r++) {
-            s->lpred[r] = log_pred(p, &s->runs[r], t, x, floor);
+            s->lpred[r] = log_pred(s, &s->runs[r], t, x, floor);
             if (s->lpred[r] > lmax)
                 lmax = s->lpred[r];
         }
