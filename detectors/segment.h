@@ -18,8 +18,8 @@
  * as in quantised or sticky series, the mean |step| replaces the median).
  * The run born after point t is anchored at x_t (its level prior is
  * centred there, variance level_var s^2; slope prior 0, variance
- * slope_var s^2 per point; noise variance prior mean about s^2, weight
- * alpha0) and keeps that s; its statistics are sums of (x - anchor) / s, so
+ * slope_var s^2 per point; noise variance InvGamma(alpha0, alpha0 s^2))
+ * and keeps that s; its statistics are sums of (x - anchor) / s, so
  * large values do not lose precision.
  *
  * Decision (one change, one alarm). After each point the most probable run
