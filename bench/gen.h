@@ -8,10 +8,22 @@
  * and benign near-misses that must not be ANOMALOUS: secret rotations against
  * known destinations, and an agent adopting a new destination with no new secret.
  *
- * Deterministic for a seed. Events come out in event-time order. */
+ * With opts.full (the quality benchmark's set; the demo keeps the classic
+ * one above), the steady traffic gets daily cycles, fan-out traces and
+ * retries after errors, and every n/300 identities get one instance each of:
+ * an UNEXPECTED CI call burst and agent token burst, a PLANNED etl burst
+ * inside its envelope, three compromises (new secret + new destination; new
+ * key + unusual tool chain; a recent credential on a new destination),
+ * identity sprawl, slow low-volume exfiltration (ANOMALOUS), and benign
+ * novelty: a rotation storm, a new trusted destination, a third-party
+ * integration touching many destinations.
+ *
+ * Deterministic for a seed. Events come out in event-time order. All events
+ * are held in memory (about 0.3 KB each with their strings). */
 #ifndef BG_GEN_H
 #define BG_GEN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,13 +37,15 @@ typedef struct bg_gen_opts {
     int identities;      /* normal identities, >= 60 (the planted ones are among them) */
     int64_t start_ms;    /* event time of the first event */
     int64_t duration_ms; /* >= 3 h, so the planted bursts come after the learning period */
+    bool full;           /* the extended scenario set (needs identities >= 300) */
 } bg_gen_opts;
 
 typedef struct bg_gen_label {
     const char *identity;
     bool benign;                  /* a near-miss: must not be ANOMALOUS (expected unused) */
     bg_class expected;
-    int64_t start_ms, end_ms;     /* when the planted behaviour happens */
+    int64_t start_ms, end_ms;     /* the planted behaviour; for a compromise, from its first
+                                   * observable use (a secret alone is not yet one) */
     const char *revoke_secret_id; /* the secret that must be revoked, or NULL */
     const char *what;             /* one line for the summary */
 } bg_gen_label;

@@ -2,7 +2,10 @@
  *
  *   burstguard gen [--seed N] [--identities N] [--hours H]
  *                  (--brokers LIST | --out-dir DIR) [--labels FILE] [--policy-out FILE]
+ *                  [--scenarios full|classic]
  *
+ * --scenarios: full (default; needs --identities >= 300) or classic (the
+ * demo's four planted behaviours).
  * --brokers: every event is produced, Avro in the Confluent framing with the
  * built-in schema ids, keyed by identity, with the record timestamp set to
  * its event time, to the contract input topics (murmur2 partitioner, like
@@ -65,16 +68,18 @@ int bg_gen_main(int argc, char **argv) {
                                          {"brokers", required_argument, NULL, 'b'},
                                          {"labels", required_argument, NULL, 'l'},
                                          {"policy-out", required_argument, NULL, 'p'},
+                                         {"scenarios", required_argument, NULL, 'S'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     bg_gen_opts go;
     bg_gen_opts_default(&go);
+    go.full = true;
     const char *outdir = NULL, *brokers = NULL, *labels = NULL, *policy_out = NULL;
     long v;
     int c;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "s:i:H:o:b:l:p:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "s:i:H:o:b:l:p:S:h", opts, NULL)) != -1) {
         switch (c) {
         case 's':
             if (bg_cli_parse_long("gen: --seed", optarg, 0, 0x7fffffffL, &v))
@@ -95,9 +100,15 @@ int bg_gen_main(int argc, char **argv) {
         case 'b': brokers = optarg; break;
         case 'l': labels = optarg; break;
         case 'p': policy_out = optarg; break;
+        case 'S':
+            if (strcmp(optarg, "full") && strcmp(optarg, "classic"))
+                return bg_cli_usage_error("gen: --scenarios must be full or classic, not '%s'",
+                                          optarg);
+            go.full = !strcmp(optarg, "full");
+            break;
         case 'h':
             printf("usage: burstguard gen [--seed N] [--identities N] [--hours H] (--brokers LIST | "
-                   "--out-dir DIR) [--labels FILE] [--policy-out FILE]\n");
+                   "--out-dir DIR) [--labels FILE] [--policy-out FILE] [--scenarios full|classic]\n");
             return 0;
         default:
             return bg_cli_usage_error("gen: unknown option or missing value '%s'", argv[optind - 1]);
@@ -105,6 +116,8 @@ int bg_gen_main(int argc, char **argv) {
     }
     if (optind < argc)
         return bg_cli_usage_error("gen: unexpected argument '%s'", argv[optind]);
+    if (go.full && go.identities < 300)
+        return bg_cli_usage_error("gen: --scenarios full needs --identities 300 or more");
     if (!outdir == !brokers)
         return bg_cli_usage_error("gen: give exactly one of --brokers LIST and --out-dir DIR");
     if (outdir && mkdir(outdir, 0755) && errno != EEXIST) {

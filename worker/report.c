@@ -623,12 +623,23 @@ void bg_score_compute(const bg_rp_set *s, const bg_rp_burst *b, size_t nb, const
     }
     free(delays);
     for (size_t i = 0; s && i < s->n_r; i++) {
-        bool ok = false;
-        for (size_t k = 0; k < nl && !ok; k++)
-            ok = l[k].cls == BG_CLASS_ANOMALOUS && !strcmp(l[k].identity, s->r[i].identity) &&
-                 lists_secret(l[k].secret_ids, s->r[i].secret_id);
-        if (!ok && out->false_revocations < BG_SCORE_MAX_LIST)
+        const bg_rp_revocation *r = &s->r[i];
+        bool ok = false, collateral = false;
+        for (size_t k = 0; k < nl && !ok; k++) {
+            if (l[k].cls != BG_CLASS_ANOMALOUS || strcmp(l[k].identity, r->identity))
+                continue;
+            ok = *r->secret_id ? lists_secret(l[k].secret_ids, r->secret_id) : !*l[k].secret_ids;
+            if (r->issued_at >= l[k].start - slack_ms && r->issued_at <= l[k].end + slack_ms)
+                collateral = true;
+        }
+        if (ok)
+            continue;
+        if (collateral) {
+            if (out->collateral_revocations < BG_SCORE_MAX_LIST)
+                out->collateral_idx[out->collateral_revocations++] = i;
+        } else if (out->false_revocations < BG_SCORE_MAX_LIST) {
             out->false_rev_idx[out->false_revocations++] = i;
+        }
     }
     for (size_t k = 0; k < nl; k++) {
         if (l[k].cls != BG_CLASS_ANOMALOUS || !*l[k].secret_ids)
@@ -726,6 +737,15 @@ static void write_txt(const bg_report_in *in, const bg_rp_burst *b, size_t nb, c
         fprintf(f, "  %s of %s at %s (command %s, verdict %s)\n", *r->secret_id ? r->secret_id : "-",
                 r->identity, t, r->command_id, r->verdict_id);
     }
+    fprintf(f, "collateral revocations (other secrets of a compromised identity): %zu\n",
+            sc->collateral_revocations);
+    for (size_t i = 0; i < sc->collateral_revocations; i++) {
+        const bg_rp_revocation *r = &in->set->r[sc->collateral_idx[i]];
+        char t[40];
+        bg_time_iso(r->issued_at, t, sizeof t);
+        fprintf(f, "  %s of %s at %s (command %s)\n", *r->secret_id ? r->secret_id : "-",
+                r->identity, t, r->command_id);
+    }
     fprintf(f, "missed revocations: %zu\n", sc->missed_revocations);
     for (size_t i = 0; i < sc->missed_revocations; i++)
         fprintf(f, "  %s\n", sc->missed[i]);
@@ -803,6 +823,16 @@ static json_t *json_report(const bg_report_in *in, const bg_rp_burst *b, size_t 
             json_array_append_new(fr, x);
         }
         json_object_set_new(s, "false_revocations", fr);
+        json_t *cr = json_array();
+        for (size_t i = 0; i < sc->collateral_revocations; i++) {
+            const bg_rp_revocation *r = &in->set->r[sc->collateral_idx[i]];
+            json_t *x = json_object();
+            json_object_set_new(x, "identity", json_string(r->identity));
+            json_object_set_new(x, "secret_id", json_string(r->secret_id));
+            json_object_set_new(x, "command_id", json_string(r->command_id));
+            json_array_append_new(cr, x);
+        }
+        json_object_set_new(s, "collateral_revocations", cr);
         json_t *mr = json_array();
         for (size_t i = 0; i < sc->missed_revocations; i++)
             json_array_append_new(mr, json_string(sc->missed[i]));

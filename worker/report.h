@@ -32,8 +32,12 @@
  *     class C; a non-ANOMALOUS burst on a BENIGN label counts neither way;
  *   - delay = decided_at of the first verdict of class C in the matching
  *     burst - label start (>= 0), median and p95 by nearest rank;
- *   - a false revocation is a command whose (identity, secret_id) no
- *     ANOMALOUS label lists; a missed one is a listed secret never revoked.
+ *   - a revocation is right when an ANOMALOUS label of its identity lists
+ *     its secret (or, for target IDENTITY, when the identity has an
+ *     ANOMALOUS label that lists no secret); collateral when it is another
+ *     secret of an identity with an ANOMALOUS label overlapping issued_at
+ *     (+- slack); false otherwise: a benign secret revoked. A missed
+ *     revocation is a listed secret never revoked.
  *
  * Ownership: every struct here owns its strings; free with the matching
  * *_free function. */
@@ -139,6 +143,8 @@ typedef struct bg_score {
     int64_t slack_ms;
     size_t false_revocations;  /* indices into the set's revocations */
     size_t false_rev_idx[BG_SCORE_MAX_LIST];
+    size_t collateral_revocations; /* unlisted secrets of an identity under an ANOMALOUS label */
+    size_t collateral_idx[BG_SCORE_MAX_LIST];
     size_t missed_revocations; /* label secrets never revoked */
     char missed[BG_SCORE_MAX_LIST][160];
     size_t benign_flagged;     /* ANOMALOUS bursts on BENIGN labels */
