@@ -904,7 +904,8 @@ static bg_err write_lines(const char *dir, const char *name, out_line *v, size_t
         snprintf(errstr, n, "cannot write %.900s: %s", path, strerror(errno));
         return BG_ERR_IO;
     }
-    qsort(v, nv, sizeof *v, cmp_line);
+    if (nv)
+        qsort(v, nv, sizeof *v, cmp_line);
     for (size_t i = 0; i < nv; i++) {
         fputs(v[i].json, f);
         fputc('\n', f);
