@@ -9,7 +9,9 @@
  *   - --backtest-topic carries the same outputs, Avro, to a topic of its own;
  *   - --compare of two policies that differ in one limit names exactly the
  *     identity whose verdict changed;
- *   - CLI errors exit 2 with one line. */
+ *   - CLI errors exit 2 with one line;
+ *   - `burstguard gen --out-dir` writes the same files for a seed, in the
+ *     documented record format, with its labels. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +20,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "worker/report.h"
 
 #define T0 1795996800000LL /* 2026-11-30T00:00:00Z */
 #define MIN 60000LL
@@ -227,6 +230,17 @@ static void test_range_boundaries(void **state) {
             }
         }
     }
+    /* undecodable records: one inside the range (by record timestamp: a dead
+     * letter, counted, not produced), one before it (skipped) */
+    static const uint8_t truncated[] = {0, 0, 0, 0, 1, 0x10, 'e', 'v'};
+    const int64_t bad_at[] = {from + MIN, from - 1};
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC("nhi.usage.v1"),
+                                           RD_KAFKA_V_KEY("spiffe://t/svc/id-1", 19),
+                                           RD_KAFKA_V_VALUE((void *)truncated, sizeof truncated),
+                                           RD_KAFKA_V_TIMESTAMP(bad_at[i]),
+                                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                         0);
     assert_int_equal(rd_kafka_flush(p, 10000), 0);
     rd_kafka_destroy(p);
     char f[32], t[32];
@@ -239,8 +253,17 @@ static void test_range_boundaries(void **state) {
     /* 8 x 3 usage and 3 secrets in; 8 x 2 + 2 out */
     assert_non_null(strstr(js, "\"usage\": 24"));
     assert_non_null(strstr(js, "\"secrets\": 3"));
-    assert_non_null(strstr(js, "\"outside_range\": 18"));
+    assert_non_null(strstr(js, "\"outside_range\": 19"));
+    assert_non_null(strstr(js, "\"dead_letters\": 1"));
     free(js);
+    bg_rb_msg *dl;
+    size_t ndl;
+    char derr[256];
+    assert_int_equal(bg_rb_drain(mock.bootstrap, "nhi.deadletter.v1", 10000, &dl, &ndl, derr,
+                                 sizeof derr),
+                     BG_OK);
+    assert_int_equal(ndl, 0);
+    bg_rb_msgs_free(dl, ndl);
     /* the same range with ISO offsets: 01:00+00:00 is --from; a range 1 ms narrower at each end
      * loses exactly the boundary events */
     snprintf(t, sizeof t, "%lld", (long long)(to - 1));
@@ -360,6 +383,15 @@ static void test_determinism_and_live_equivalence(void **state) {
     assert_memory_equal(d + 13, e + 13, 13);
     free(vt);
     free(rt);
+    char *html = slurp("run1/report.html", NULL);
+    assert_non_null(html);
+    assert_non_null(strstr(html, "<svg"));
+    assert_non_null(strstr(html, A)); /* a timeline per flagged identity */
+    assert_non_null(strstr(html, D));
+    assert_null(strstr(html, C));     /* not flagged: no timeline */
+    assert_null(strstr(html, "<script"));
+    assert_null(strstr(html, "http"));  /* self-contained */
+    free(html);
     char *rep = slurp("run1/report.txt", NULL);
     assert_non_null(rep);
     assert_non_null(strstr(rep, A));
@@ -424,8 +456,24 @@ static void test_determinism_and_live_equivalence(void **state) {
     assert_true(want.n >= 6);
     char *argv[] = {(char *)h_bin(), "run", "--config", "config.yaml", NULL};
     worker = h_spawn(argv, -1, "worker.log");
-    assert_true(h_read_until(mock.bootstrap, "nhi.verdicts.v1", live_covers, &want, 60, &m, &n));
+    int covered = h_read_until(mock.bootstrap, "nhi.verdicts.v1", live_covers, &want, 60, &m, &n);
+    if (!covered) { /* say what differs before failing */
+        for (int i = 0; i < want.n; i++)
+            fprintf(stderr, "replay verdict %s\n", want.ids[i]);
+        for (size_t i = 0; i < n; i++) {
+            bg_rb_verdict v;
+            if (!bg_rb_verdict_decode(m[i].value, m[i].value_len, &v)) {
+                fprintf(stderr, "live verdict %s %s %s %s start %lld decided %lld\n", v.verdict_id,
+                        v.identity, bg_class_name((bg_class)v.classification),
+                        bg_phase_name((bg_phase)v.phase), (long long)v.window_start,
+                        (long long)v.decided_at);
+                bg_rb_verdict_clear(&v);
+            }
+        }
+        fprintf(stderr, "in %s\n", dir);
+    }
     bg_rb_msgs_free(m, n);
+    assert_true(covered);
     sleep(1); /* anything extra would have arrived by now */
     assert_int_equal(bg_rb_drain(mock.bootstrap, "nhi.verdicts.v1", 10000, &m, &n, err, sizeof err), BG_OK);
     idset live = {.n = 0};
@@ -536,12 +584,88 @@ static void test_cli_errors(void **state) {
     assert_int_not_equal(stat("x", &st), 0); /* nothing written */
 }
 
+/* ---- the generator's files ----------------------------------------------------- */
+
+static size_t count_records(const char *path) {
+    size_t len, n = 0, at = 0;
+    char *b = slurp(path, &len);
+    assert_non_null(b);
+    const uint8_t *u = (const uint8_t *)b;
+    while (at + 4 <= len) {
+        uint32_t kl = (uint32_t)u[at] << 24 | (uint32_t)u[at + 1] << 16 | (uint32_t)u[at + 2] << 8 | u[at + 3];
+        at += 4 + kl;
+        assert_true(at + 4 <= len);
+        uint32_t vl = (uint32_t)u[at] << 24 | (uint32_t)u[at + 1] << 16 | (uint32_t)u[at + 2] << 8 | u[at + 3];
+        at += 4;
+        assert_true(at + vl + 8 <= len);
+        bg_event ev;
+        char why[128];
+        bg_event_kind kind = strstr(path, "usage") ? BG_EV_USAGE
+                             : strstr(path, "secrets") ? BG_EV_SECRET : BG_EV_TOOLCALL;
+        assert_int_equal(bg_codec_decode_event(codec, kind, u + at, vl, &ev, why, sizeof why), BG_OK);
+        assert_int_equal(ev.identity.len, kl);
+        at += vl + 8;
+        n++;
+    }
+    assert_int_equal(at, len);
+    free(b);
+    return n;
+}
+
+static void test_gen_files(void **state) {
+    (void)state;
+    char *argv[] = {(char *)h_bin(), "gen", "--seed", "5", "--identities", "300", "--hours", "3",
+                    "--out-dir", "g1", NULL};
+    int fd = open("gen1.out", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_int_equal(h_wait(h_spawn(argv, fd, "gen.log"), 60), 0);
+    close(fd);
+    argv[9] = "g2";
+    assert_int_equal(h_wait(h_spawn(argv, -1, "gen.log"), 60), 0);
+    const char *files[] = {"nhi.usage.v1.records", "nhi.secrets.v1.records",
+                           "nhi.toolcalls.v1.records", "labels.csv", "policy.yaml"};
+    for (size_t i = 0; i < 5; i++) {
+        char a[64], b[64];
+        snprintf(a, sizeof a, "g1/%s", files[i]);
+        snprintf(b, sizeof b, "g2/%s", files[i]);
+        assert_true(same_file(a, b)); /* seeded: the same bytes */
+    }
+    size_t n = count_records("g1/nhi.usage.v1.records") + count_records("g1/nhi.secrets.v1.records") +
+               count_records("g1/nhi.toolcalls.v1.records");
+    char *out = slurp("gen1.out", NULL);
+    assert_non_null(out);
+    char want[64];
+    snprintf(want, sizeof want, "gen: %zu events", n);
+    assert_non_null(strstr(out, want));
+    free(out);
+    bg_label *l;
+    size_t nl;
+    char err[256];
+    assert_int_equal(bg_labels_load("g1/labels.csv", &l, &nl, err, sizeof err), BG_OK);
+    assert_int_equal(nl, 15); /* 4 classic + 11 extended */
+    size_t per[4] = {0};
+    for (size_t i = 0; i < nl; i++)
+        per[l[i].cls]++;
+    assert_int_equal(per[BG_CLASS_PLANNED], 2);
+    assert_int_equal(per[BG_CLASS_UNEXPECTED], 3);
+    assert_int_equal(per[BG_CLASS_ANOMALOUS], 6);
+    assert_int_equal(per[BG_LABEL_BENIGN], 4);
+    bg_labels_free(l, nl);
+    /* usage errors */
+    char *bad[] = {(char *)h_bin(), "gen", "--scenarios", "most", "--out-dir", "g3", NULL};
+    assert_int_equal(h_wait(h_spawn(bad, -1, "gen.log"), 30), 2);
+    char *bad2[] = {(char *)h_bin(), "gen", "--identities", "100", "--out-dir", "g3", NULL};
+    assert_int_equal(h_wait(h_spawn(bad2, -1, "gen.log"), 30), 2);
+    char *bad3[] = {(char *)h_bin(), "gen", NULL};
+    assert_int_equal(h_wait(h_spawn(bad3, -1, "gen.log"), 30), 2);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_cli_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_range_boundaries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_determinism_and_live_equivalence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compare_policies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gen_files, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
