@@ -15,13 +15,40 @@
 #define MIN_MS 60000
 #define HOUR_MS 3600000
 
+/* Events as kept until they are handed out: bg_event with room for two
+ * scopes instead of BG_MAX_SCOPES (1.2 KB -> about 0.2 KB per event, which
+ * is what lets one generator hold 10 M events). bg_gen_event() expands one
+ * into a full bg_event. */
+typedef struct gsecret {
+    bg_str secret_id;
+    int32_t secret_kind;
+    bg_str issuer;
+    bg_str scopes[2];
+    uint32_t n_scopes;
+    int64_t ttl_seconds;
+    bg_str subject;
+} gsecret;
+
+typedef struct gev {
+    bg_event_kind kind;
+    bg_str event_id, identity, owner, workload_class;
+    int64_t event_time;
+    bg_str trace_id;
+    union {
+        bg_usage usage;
+        gsecret secret;
+        bg_toolcall tool;
+    } u;
+} gev;
+
 typedef struct arena {
     char **blocks;
     size_t n_blocks, used, cap;
 } arena;
 
 struct bg_gen {
-    bg_event *ev;
+    gev *ev;
+    bg_event *out; /* the event bg_gen_event() last expanded */
     size_t n, cap;
     arena ar;
     bg_gen_label *labels;
@@ -40,6 +67,8 @@ static uint64_t rnd(bg_gen *g) { /* splitmix64 */
 static int64_t rrange(bg_gen *g, int64_t lo, int64_t hi) { /* [lo, hi] */
     return lo + (int64_t)(rnd(g) % (uint64_t)(hi - lo + 1));
 }
+
+static bg_str lit(const char *s) { return (bg_str){s, (uint32_t)strlen(s)}; }
 
 static bg_str str(bg_gen *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static bg_str str(bg_gen *g, const char *fmt, ...) {
@@ -74,10 +103,10 @@ static bg_str str(bg_gen *g, const char *fmt, ...) {
     return (bg_str){d, (uint32_t)len};
 }
 
-static bg_event *push(bg_gen *g) {
+static gev *push(bg_gen *g) {
     if (g->n == g->cap) {
         size_t nc = g->cap ? g->cap * 2 : 65536;
-        bg_event *ne = realloc(g->ev, nc * sizeof *ne);
+        gev *ne = realloc(g->ev, nc * sizeof *ne);
         if (!ne) {
             g->oom = true;
             return NULL;
@@ -85,7 +114,7 @@ static bg_event *push(bg_gen *g) {
         g->ev = ne;
         g->cap = nc;
     }
-    bg_event *e = &g->ev[g->n++];
+    gev *e = &g->ev[g->n++];
     memset(e, 0, sizeof *e);
     return e;
 }
@@ -119,8 +148,8 @@ static const char *dest_pool[3][5] = {
     {"s3.eu-west-1.amazonaws.com", "warehouse.internal", "kafka-connect.internal", "bigquery.googleapis.com", "sftp.partner.example"},
 };
 
-static bg_event *base(bg_gen *g, const who *w, bg_event_kind kind, int64_t t, uint64_t *seq) {
-    bg_event *e = push(g);
+static gev *base(bg_gen *g, const who *w, bg_event_kind kind, int64_t t, uint64_t *seq) {
+    gev *e = push(g);
     if (!e)
         return NULL;
     e->kind = kind;
@@ -134,11 +163,11 @@ static bg_event *base(bg_gen *g, const who *w, bg_event_kind kind, int64_t t, ui
 
 static void usage(bg_gen *g, const who *w, int64_t t, bg_str dest, int32_t calls, int64_t tok,
                   int64_t cost, uint64_t *seq) {
-    bg_event *e = base(g, w, BG_EV_USAGE, t, seq);
+    gev *e = base(g, w, BG_EV_USAGE, t, seq);
     if (!e)
         return;
     e->trace_id = str(g, "tr-%llx", (unsigned long long)(rnd(g) & 0xffffffffffull));
-    e->u.usage.api = str(g, "%s", w->cls == 1 ? "chat.completions" : w->cls == 0 ? "git.fetch" : "s3.put");
+    e->u.usage.api = lit(w->cls == 1 ? "chat.completions" : w->cls == 0 ? "git.fetch" : "s3.put");
     e->u.usage.destination = dest;
     e->u.usage.api_calls = calls;
     e->u.usage.tokens_in = tok;
@@ -147,36 +176,36 @@ static void usage(bg_gen *g, const who *w, int64_t t, bg_str dest, int32_t calls
 }
 
 static void secret(bg_gen *g, const who *w, int64_t t, bg_str id, int32_t kind, uint64_t *seq) {
-    bg_event *e = base(g, w, BG_EV_SECRET, t, seq);
+    gev *e = base(g, w, BG_EV_SECRET, t, seq);
     if (!e)
         return;
     e->u.secret.secret_id = id;
     e->u.secret.secret_kind = kind;
-    e->u.secret.issuer = str(g, "%s", kind == BG_SK_CLOUD_SESSION ? "aws-sts" : "vault");
-    e->u.secret.scopes[0] = str(g, "%s", "read");
-    e->u.secret.scopes[1] = str(g, "%s", "write");
+    e->u.secret.issuer = lit(kind == BG_SK_CLOUD_SESSION ? "aws-sts" : "vault");
+    e->u.secret.scopes[0] = lit("read");
+    e->u.secret.scopes[1] = lit("write");
     e->u.secret.n_scopes = 2;
     e->u.secret.ttl_seconds = 3600;
 }
 
 static void toolcall(bg_gen *g, const who *w, int64_t t, bg_str dest, const char *tool,
                      const char *parent, bg_str cred, uint64_t *seq) {
-    bg_event *e = base(g, w, BG_EV_TOOLCALL, t, seq);
+    gev *e = base(g, w, BG_EV_TOOLCALL, t, seq);
     if (!e)
         return;
-    e->u.tool.tool = str(g, "%s", tool);
+    e->u.tool.tool = lit(tool);
     e->u.tool.destination = dest;
-    e->u.tool.operation = str(g, "%s", "invoke");
+    e->u.tool.operation = lit("invoke");
     e->u.tool.credential_id = cred;
     if (parent)
-        e->u.tool.parent_tool = str(g, "%s", parent);
+        e->u.tool.parent_tool = lit(parent);
     e->u.tool.side_effect = false;
     e->u.tool.status = BG_TS_OK;
     e->u.tool.bytes_out = rrange(g, 200, 5000);
 }
 
 static int cmp_time(const void *a, const void *b) {
-    const bg_event *x = a, *y = b;
+    const gev *x = a, *y = b;
     if (x->event_time != y->event_time)
         return x->event_time < y->event_time ? -1 : 1;
     /* stable tie-break on event_id text for determinism */
@@ -251,11 +280,11 @@ static void realism(bg_gen *g, const who *w, int64_t t, bg_str d, uint64_t *seq)
     if (w->cls == 1 && r % 4 == 0) {
         bg_str tr = str(g, "tr-fan-%llx", (unsigned long long)(r >> 16));
         for (int k = 0; k < 3; k++) {
-            bg_event *e = base(g, w, BG_EV_USAGE, t + 100 + k * 150, seq);
+            gev *e = base(g, w, BG_EV_USAGE, t + 100 + k * 150, seq);
             if (!e)
                 return;
             e->trace_id = tr;
-            e->u.usage.api = str(g, "%s", "embeddings");
+            e->u.usage.api = lit("embeddings");
             e->u.usage.destination = w->dests[(size_t)k % (size_t)w->n_dests];
             e->u.usage.api_calls = 1;
             e->u.usage.tokens_in = 300;
@@ -435,12 +464,18 @@ bg_err bg_gen_new(const bg_gen_opts *o, bg_gen **out) {
     bg_gen *g = calloc(1, sizeof *g);
     if (!g)
         return BG_ERR_NOMEM;
+    g->out = calloc(1, sizeof *g->out);
+    if (!g->out) {
+        free(g);
+        return BG_ERR_NOMEM;
+    }
     g->rng = o->seed;
     const int64_t T0 = o->start_ms, T1 = o->start_ms + o->duration_ms;
     uint64_t seq = 0;
     int n = o->identities;
     who *ws = calloc((size_t)n, sizeof *ws);
     if (!ws) {
+        free(g->out);
         free(g);
         return BG_ERR_NOMEM;
     }
@@ -617,13 +652,41 @@ void bg_gen_free(bg_gen *g) {
         free(g->ar.blocks[i]);
     free(g->ar.blocks);
     free(g->ev);
+    free(g->out);
     free(g->policy);
     free(g->labels);
     free(g);
 }
 
 size_t bg_gen_count(const bg_gen *g) { return g->n; }
-const bg_event *bg_gen_event(const bg_gen *g, size_t i) { return &g->ev[i]; }
+const bg_event *bg_gen_event(const bg_gen *g, size_t i) {
+    const gev *x = &g->ev[i];
+    bg_event *e = g->out;
+    memset(e, 0, sizeof *e);
+    e->kind = x->kind;
+    e->event_id = x->event_id;
+    e->identity = x->identity;
+    e->owner = x->owner;
+    e->workload_class = x->workload_class;
+    e->event_time = x->event_time;
+    e->trace_id = x->trace_id;
+    if (x->kind == BG_EV_USAGE) {
+        e->u.usage = x->u.usage;
+    } else if (x->kind == BG_EV_TOOLCALL) {
+        e->u.tool = x->u.tool;
+    } else {
+        const gsecret *s = &x->u.secret;
+        e->u.secret.secret_id = s->secret_id;
+        e->u.secret.secret_kind = s->secret_kind;
+        e->u.secret.issuer = s->issuer;
+        e->u.secret.n_scopes = s->n_scopes < 2 ? s->n_scopes : 2;
+        for (uint32_t k = 0; k < e->u.secret.n_scopes; k++)
+            e->u.secret.scopes[k] = s->scopes[k];
+        e->u.secret.ttl_seconds = s->ttl_seconds;
+        e->u.secret.subject = s->subject;
+    }
+    return e;
+}
 size_t bg_gen_labels(const bg_gen *g, const bg_gen_label **labels) {
     *labels = g->labels;
     return g->n_labels;

@@ -19,7 +19,7 @@
  * integration touching many destinations.
  *
  * Deterministic for a seed. Events come out in event-time order. All events
- * are held in memory (about 0.3 KB each with their strings). */
+ * are held in memory, compactly (about 0.25 KB each with their strings). */
 #ifndef BG_GEN_H
 #define BG_GEN_H
 
@@ -55,7 +55,8 @@ void bg_gen_opts_default(bg_gen_opts *o);
 bg_err bg_gen_new(const bg_gen_opts *o, bg_gen **out);
 void bg_gen_free(bg_gen *g);
 
-/* Number of events, and event i (views into the generator's memory). */
+/* Number of events, and event i: a view into the generator's memory, valid
+ * until the next call of bg_gen_event (one event is expanded at a time). */
 size_t bg_gen_count(const bg_gen *g);
 const bg_event *bg_gen_event(const bg_gen *g, size_t i);
 /* Planted bursts and benign near-misses (expected != ANOMALOUS for those). */
