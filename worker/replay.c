@@ -1164,6 +1164,11 @@ int bg_replay_main(int argc, char **argv) {
                        .n_series = ns};
     err = bg_report_write(&in, errstr, sizeof errstr);
     free(ser);
+    if (!err && !compare) { /* no stale diff from an earlier run into the same DIR */
+        char path[4096];
+        snprintf(path, sizeof path, "%s/compare.txt", outdir);
+        unlink(path);
+    }
     if (!err && compare) {
         char path[4096];
         snprintf(path, sizeof path, "%s/compare.txt", outdir);

@@ -264,6 +264,15 @@ static void test_range_boundaries(void **state) {
                      BG_OK);
     assert_int_equal(ndl, 0);
     bg_rb_msgs_free(dl, ndl);
+    /* --topics: only the usage input */
+    assert_int_equal(replay("r3.log", "--config", "config.yaml", "--from", f, "--to",
+                            "2026-11-30T02:00:00Z", "--out", "usage-only", "--topics", "usage", NULL),
+                     0);
+    js = slurp("usage-only/report.json", NULL);
+    assert_non_null(js);
+    assert_non_null(strstr(js, "\"usage\": 24"));
+    assert_non_null(strstr(js, "\"secrets\": 0"));
+    free(js);
     /* the same range with ISO offsets: 01:00+00:00 is --from; a range 1 ms narrower at each end
      * loses exactly the boundary events */
     snprintf(t, sizeof t, "%lld", (long long)(to - 1));
