@@ -78,6 +78,7 @@ typedef struct opts {
     int lat_seconds;     /* latency: live traffic duration */
     int lat_pairs_per_s; /* latency: planted compromise pairs per second */
     bool latency, throughput;
+    bool pipeline_only;  /* skip the bare runs (for profiling) */
     const char *brokers; /* external cluster (fill / bare) */
     const char *group;   /* bare: group id */
 } opts;
@@ -411,6 +412,7 @@ static double throughput(const opts *op) {
            " (dropped by the mock: %" PRId64 ")\n",
            produced, op->identities, op->hours, (double)bytes / (double)produced, mono() - t0,
            op->partitions, expect, dropped);
+    fflush(stdout);
     if (dropped)
         printf("warning: the mock dropped old data; use more --partitions\n");
     printf("\n%-4s %-9s %10s %12s %8s %12s %10s  %s\n", "run", "side", "events", "events/s",
@@ -420,7 +422,9 @@ static double throughput(const opts *op) {
     for (int i = 0; i < n; i++) {
         char grp[64];
         snprintf(grp, sizeof grp, "bench-bare-%d-%d", (int)getpid(), i);
-        result a = bare_run(mc.bootstrap, grp, expect, px.cfg.batch_max_messages);
+        result a = {0};
+        if (!op->pipeline_only)
+            a = bare_run(mc.bootstrap, grp, expect, px.cfg.batch_max_messages);
         printf("%-4d %-9s %10" PRIu64 " %12.0f %8.2f %12.2f %10s  %016" PRIx64 "\n", i + 1, "bare",
                a.events, a.rate, a.busy_s, a.cpu_per_m, "-", a.checksum);
         snprintf(grp, sizeof grp, "bench-pipe-%d-%d", (int)getpid(), i);
@@ -798,7 +802,8 @@ static void usage(void) {
            "  --pairs-per-s N  latency: compromise pairs per second (10)\n"
            "  --no-latency     throughput only\n"
            "  --brokers B      fill / bare: an external cluster\n"
-           "  --group G        bare: the group id\n");
+           "  --group G        bare: the group id\n"
+           "  --pipeline-only  throughput: skip the bare runs (for profiling)\n");
 }
 
 int main(int argc, char **argv) {
@@ -815,6 +820,7 @@ int main(int argc, char **argv) {
                                        {"rate", 1, NULL, 'R'},       {"seconds", 1, NULL, 's'},
                                        {"pairs-per-s", 1, NULL, 'P'}, {"no-latency", 0, NULL, 'n'},
                                        {"brokers", 1, NULL, 'b'},    {"group", 1, NULL, 'g'},
+                                       {"pipeline-only", 0, NULL, 'O'},
                                        {"help", 0, NULL, 'h'},       {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -829,6 +835,7 @@ int main(int argc, char **argv) {
         case 'n': op.latency = false; break;
         case 'b': op.brokers = optarg; break;
         case 'g': op.group = optarg; break;
+        case 'O': op.pipeline_only = true; break;
         case 'h': usage(); return 0;
         default: usage(); return 2;
         }
