@@ -27,7 +27,8 @@
  * Latency (`bench_e2e latency`, also run after the throughput part unless
  * --no-latency): the pipeline runs in a thread against a fresh mock while a
  * producer appends background traffic at a steady rate (default: half the
- * pipeline's median rate just measured) with planted compromise pairs: an
+ * pipeline's median rate just measured; the generator's events, cycled and
+ * re-timed to the wall clock) with planted compromise pairs: an
  * agent with an hour of history is issued a new CLOUD_SESSION secret, and 50 ms
  * later a tool call uses it against a destination the agent never reached
  * (the correlation signal, which raises ANOMALOUS on that event, not at a
@@ -610,15 +611,14 @@ static void latency(const opts *op, double rate) {
     bg_gen *g;
     if (bg_gen_new(&go, &g))
         die("generator", "failed");
-    size_t n_bg = (size_t)(rate * secs);
-    if (n_bg > bg_gen_count(g))
-        n_bg = bg_gen_count(g);
+    /* the generator's sequence, cycled as often as the duration needs */
+    size_t n_bg = (size_t)(rate * secs), n_gen = bg_gen_count(g);
     /* pre-encode everything with the event time it will be sent at */
     const int64_t start_ms = wall_us() / 1000 + 4000 + 10000; /* after group join */
     bg_buf *enc = calloc(n_bg, sizeof *enc);
     char eid[80];
     for (size_t i = 0; i < n_bg; i++) {
-        bg_event ev = *bg_gen_event(g, i);
+        bg_event ev = *bg_gen_event(g, i % n_gen);
         ev.event_time = start_ms + (int64_t)((double)i * 1000.0 / rate);
         if (bg_codec_encode_event(lc.px.codec, bg_codec_default_id((bg_record)ev.kind), &ev, &enc[i]))
             die("encode", "background");
@@ -676,7 +676,7 @@ static void latency(const opts *op, double rate) {
         if (due > n_bg)
             due = n_bg;
         for (; i < due; i++) {
-            const bg_event *ev = bg_gen_event(g, i);
+            const bg_event *ev = bg_gen_event(g, i % n_gen);
             produce(rk, bg_topic_defaults[kind_topic[ev->kind]], ev->identity, &enc[i],
                     start_ms + (int64_t)((double)i * 1000.0 / rate), NULL);
         }

@@ -5,7 +5,8 @@
 #                  quiet and busy identity (jemalloc)
 #   bench_e2e      bare consumer vs the whole pipeline on the same pre-filled
 #                  topics (alternating runs, medians, ratio, CPU per M events),
-#                  then verdict latency at half the pipeline's median rate
+#                  then verdict latency at half the pipeline's median rate,
+#                  and at a light load
 #   bench_scale.sh 1, 2 and 4 `burstguard run` processes of one group
 #
 # Usage: bench/run.sh [--quick] [BUILD_DIR]
@@ -32,6 +33,9 @@ else "$build/bench_engine"; fi
 echo
 echo "== bench_e2e"
 "$build/bench_e2e" 2>/dev/null
+echo
+echo "== bench_e2e latency at a light load (5 000 events/s, 4 partitions): the pipeline's own delay"
+"$build/bench_e2e" latency --rate 5000 --seconds 6 --partitions 4 2>/dev/null
 if [ "$quick" = 0 ]; then
     echo
     echo "== bench_scale.sh"
