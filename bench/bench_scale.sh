@@ -33,9 +33,9 @@ mock=$!
 pids+=("$mock")
 for _ in $(seq 100); do [ -s "$tmp/mock.out" ] && break; sleep 0.1; done
 brokers=$(head -n1 "$tmp/mock.out")
-read -r produced kept dropped < <("$build/bench_e2e" fill --brokers "$brokers" 2>/dev/null)
+read -r produced kept dropped < <("$build/bench_e2e" fill --brokers "$brokers")
 echo "workload: $produced events produced, $kept retained, $dropped dropped by the mock; brokers $brokers"
-"$build/bench_e2e" bare --brokers "$brokers" --group "scale-bare-$$" 2>/dev/null | sed 's/^/reference: /'
+"$build/bench_e2e" bare --brokers "$brokers" --group "scale-bare-$$" | sed 's/^/reference: /'
 
 cpu_of() { # utime + stime of a pid, in clock ticks
     awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0

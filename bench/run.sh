@@ -32,10 +32,10 @@ if [ "$quick" = 1 ]; then "$build/bench_engine" 10000 1000000 && "$build/bench_e
 else "$build/bench_engine"; fi
 echo
 echo "== bench_e2e"
-"$build/bench_e2e" 2>/dev/null
+"$build/bench_e2e"
 echo
 echo "== bench_e2e latency at a light load (5 000 events/s, 4 partitions): the pipeline's own delay"
-"$build/bench_e2e" latency --rate 5000 --seconds 6 --partitions 4 2>/dev/null
+"$build/bench_e2e" latency --rate 5000 --seconds 6 --partitions 4
 if [ "$quick" = 0 ]; then
     echo
     echo "== bench_scale.sh"
