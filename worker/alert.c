@@ -83,7 +83,7 @@ static bg_err seq_check(bg_yaml *y, const yaml_node_t *n, const char *what, size
 /* A list of enum symbols into a bit mask. */
 static bg_err load_mask(bg_yaml *y, const yaml_node_t *n, const char *what,
                         const char *const *names, size_t n_names, int *mask) {
-    size_t len;
+    size_t len = 0;
     bg_err e = seq_check(y, n, what, BG_ALERT_MAX_FILTER, &len);
     if (e)
         return e;
@@ -129,7 +129,7 @@ static bg_err load_filters(bg_yaml *y, const yaml_node_t *n, bg_alert_filter *f)
         f->min_severity = (int32_t)x;
     }
     if ((v = bg_yaml_map_get(y, n, "owners"))) {
-        size_t len;
+        size_t len = 0;
         if ((e = seq_check(y, v, "owners", BG_ALERT_MAX_FILTER, &len)))
             return e;
         for (size_t i = 0; i < len; i++) {
@@ -250,7 +250,7 @@ bg_err bg_alert_sinks_load(const char *path, bg_alert_sinks *out, char *errstr,
                            size_t errstr_size) {
     memset(out, 0, sizeof *out);
     char *text;
-    size_t len;
+    size_t len = 0;
     bg_err e = bg_yaml_read_file("alert file", path, ALERT_FILE_MAX_BYTES, &text, &len, errstr,
                                  errstr_size);
     if (e)

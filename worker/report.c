@@ -114,9 +114,10 @@ void bg_time_iso(int64_t ms, char *buf, size_t n) {
     time_t t = (time_t)s;
     struct tm tm;
     gmtime_r(&t, &tm);
-    char tmp[40];
-    strftime(tmp, sizeof tmp, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, n, "%s.%03dZ", tmp, (int)rem);
+    char tmp[24]; /* 19 characters for years 0..9999 */
+    if (!strftime(tmp, sizeof tmp, "%Y-%m-%dT%H:%M:%S", &tm))
+        tmp[0] = 0;
+    snprintf(buf, n, "%s.%03uZ", tmp, (unsigned)rem % 1000u);
 }
 
 /* ---- outputs read back --------------------------------------------------------- */
