@@ -366,10 +366,10 @@ static int cmp_victim(const void *a, const void *b) {
 }
 
 /* Appends to v up to want identities (with or without an open burst) that
- * were least recently active: a histogram of last activity in minutes,
- * HIST_BINS bins over the candidates' range, gives the cutoff; the bin at
- * the cutoff gives up its identities in table order. Three passes over the
- * table, no allocation. */
+ * were least recently active: a histogram of last activity, HIST_BINS bins
+ * over the candidates' span (exact while the span is under HIST_BINS ms),
+ * gives the cutoff; the bin at the cutoff gives up its identities in table
+ * order. Three passes over the table, no allocation. */
 static size_t pick_victims(bg_engine *e, bool with_burst, size_t want, bg_ident **v, size_t nv) {
     int64_t lo = INT64_MAX, hi = INT64_MIN;
     size_t cand = 0;
@@ -377,21 +377,22 @@ static size_t pick_victims(bg_engine *e, bool with_burst, size_t want, bg_ident 
         const bg_ident *id = e->slots[i];
         if (!id || (id->burst != NULL) != with_burst)
             continue;
-        int64_t m = floor_div(last_active(id), 60000);
-        lo = m < lo ? m : lo;
-        hi = m > hi ? m : hi;
+        int64_t t = last_active(id);
+        lo = t < lo ? t : lo;
+        hi = t > hi ? t : hi;
         cand++;
     }
     if (!cand || !want)
         return nv;
-    uint64_t width = ((uint64_t)(hi - lo)) / HIST_BINS + 1;
+    const uint64_t width = ((uint64_t)hi - (uint64_t)lo) / HIST_BINS + 1;
+#define BIN(id) ((size_t)(((uint64_t)last_active(id) - (uint64_t)lo) / width))
     size_t cut = HIST_BINS, at_cut = 0; /* take bins < cut, and at_cut from bin cut */
     if (cand > want) {
         uint32_t hist[HIST_BINS] = {0};
         for (size_t i = 0; i < e->cap; i++) {
             const bg_ident *id = e->slots[i];
             if (id && (id->burst != NULL) == with_burst)
-                hist[(uint64_t)(floor_div(last_active(id), 60000) - lo) / width]++;
+                hist[BIN(id)]++;
         }
         size_t cum = 0;
         for (cut = 0; cut < HIST_BINS && cum + hist[cut] < want; cut++)
@@ -402,7 +403,7 @@ static size_t pick_victims(bg_engine *e, bool with_burst, size_t want, bg_ident 
         bg_ident *id = e->slots[i];
         if (!id || (id->burst != NULL) != with_burst)
             continue;
-        size_t bin = (size_t)((uint64_t)(floor_div(last_active(id), 60000) - lo) / width);
+        size_t bin = BIN(id);
         if (bin < cut || (bin == cut && at_cut)) {
             if (bin == cut)
                 at_cut--;
@@ -410,6 +411,7 @@ static size_t pick_victims(bg_engine *e, bool with_burst, size_t want, bg_ident 
             want--;
         }
     }
+#undef BIN
     return nv;
 }
 
