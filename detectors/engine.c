@@ -278,7 +278,7 @@ static int64_t last_active(const bg_ident *id) { return id->bucket_start + (int6
 static bool dirty_compact(bg_engine *e);
 
 static bg_err mark_dirty(bg_engine *e, bg_ident *id) {
-    if (id->flags & BG_IDENT_DIRTY)
+    if ((id->flags & BG_IDENT_DIRTY) || e->no_dirty)
         return BG_OK;
     if (e->n_dirty == e->cap_dirty && !(e->n_dirty > 2 * e->count + 1024 && dirty_compact(e))) {
         size_t nc = e->cap_dirty ? e->cap_dirty * 2 : 1024;
@@ -1152,6 +1152,8 @@ void bg_engine_set_limits(bg_engine *e, const bg_engine_limits *l) {
     e->lim = *l;
     (void)enforce_bounds(e); /* a failed batch is retried on the next event */
 }
+
+void bg_engine_set_dirty_tracking(bg_engine *e, bool on) { e->no_dirty = !on; }
 
 void bg_engine_state_stats_get(const bg_engine *e, bg_engine_state_stats *st) {
     *st = e->sst;

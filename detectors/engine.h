@@ -14,6 +14,7 @@
 #ifndef BG_ENGINE_H
 #define BG_ENGINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -141,6 +142,10 @@ bg_err bg_engine_restore(bg_engine *e, const char *identity, size_t identity_len
                          char *why, size_t why_size);
 /* A tombstone: drop the identity's state, if any (not counted as eviction). */
 void bg_engine_forget(bg_engine *e, const char *identity, size_t identity_len);
+/* Dirty tracking is on from bg_engine_new(); a worker that keeps no
+ * changelog turns it off (bg_engine_snapshot_dirty() then visits only what
+ * changed while it was on). */
+void bg_engine_set_dirty_tracking(bg_engine *e, bool on);
 /* Bytes of identity state held (structs, strings, sets, windows, bursts);
  * walks every identity, so it is for reports, not the hot path. */
 size_t bg_engine_state_bytes(const bg_engine *e);

@@ -31,6 +31,7 @@ struct bg_engine {
     size_t n_dirty, cap_dirty;
     uint64_t n_dirty_ids;    /* identities with BG_IDENT_DIRTY set */
     bool part_dirty;         /* sketches or owner grants changed since the partition record */
+    bool no_dirty;           /* dirty tracking off (bg_engine_set_dirty_tracking) */
     char **evicted;          /* ring of evicted identity names awaiting their tombstones */
     size_t ev_head, ev_count, ev_cap;
     size_t sweep;            /* idle-TTL cursor into slots */

@@ -492,6 +492,22 @@ static char *dup_view(bg_str s) {
     return d;
 }
 
+/* Each fingerprint is where a probe from its home finds it first: no
+ * duplicates and no gaps, as inserts leave a table. */
+static int table_canonical(const uint32_t *t, uint32_t slots) {
+    for (uint32_t i = 0; i < slots; i++) {
+        if (!t[i])
+            continue;
+        uint32_t j = t[i] & (slots - 1);
+        while (j != i) {
+            if (!t[j] || t[j] == t[i])
+                return 0;
+            j = (j + 1) & (slots - 1);
+        }
+    }
+    return 1;
+}
+
 static int get_novel(bg_snap_rd *r, bg_novel *s) {
     uint8_t form = bg_snap_get_u8(r);
     uint16_t slots = bg_snap_get_u16(r);
@@ -511,6 +527,10 @@ static int get_novel(bg_snap_rd *r, bg_novel *s) {
         }
         if (!r->err && used != n)
             fail(r, "novelty set: count does not match its items");
+        for (uint32_t i = 0; i < BG_NOVEL_INLINE && !r->err; i++)
+            for (uint32_t j = i + 1; j < BG_NOVEL_INLINE; j++)
+                if (s->u.fp[i] && s->u.fp[i] == s->u.fp[j])
+                    fail(r, "novelty set: duplicate item");
         break;
     case BG_NOVEL_FORM_TABLE: {
         if (slots < 16 || slots > BG_NOVEL_TABLE_MAX || (slots & (slots - 1))) {
@@ -531,7 +551,8 @@ static int get_novel(bg_snap_rd *r, bg_novel *s) {
             used += t[i] != 0;
         }
         /* the load invariant keeps an empty slot, so probes end */
-        if (!r->err && (used != n || (uint64_t)n * 4 > (uint64_t)slots * 3)) {
+        if (!r->err && (used != n || (uint64_t)n * 4 > (uint64_t)slots * 3 ||
+                        !table_canonical(t, slots))) {
             free(t);
             fail(r, "novelty set: table count or load out of range");
             return 0;
