@@ -139,15 +139,25 @@ static void src_reset(bg_ident *id) {
     }
 }
 
+/* The slot holding the identity, or the empty slot that ends its probe
+ * sequence (where an insert goes); *found tells which. e->cap > 0. */
+static size_t probe(const bg_engine *e, const char *name, size_t len, uint64_t h,
+                    bg_ident **found) {
+    size_t j = (size_t)h & (e->cap - 1);
+    for (bg_ident *id; (id = e->slots[j]) != NULL; j = (j + 1) & (e->cap - 1))
+        if (id->hash == h && !strncmp(id->identity, name, len) && id->identity[len] == 0) {
+            *found = id;
+            return j;
+        }
+    *found = NULL;
+    return j;
+}
+
 static bg_ident *ident_find(const bg_engine *e, const char *name, size_t len, uint64_t h) {
-    if (!e->cap)
-        return NULL;
-    for (size_t j = (size_t)h & (e->cap - 1); e->slots[j]; j = (j + 1) & (e->cap - 1)) {
-        bg_ident *id = e->slots[j];
-        if (id->hash == h && !strncmp(id->identity, name, len) && id->identity[len] == 0)
-            return id;
-    }
-    return NULL;
+    bg_ident *id = NULL;
+    if (e->cap)
+        (void)probe(e, name, len, h, &id);
+    return id;
 }
 
 /* Bytes an identity holds besides its struct and name (what events change). */
@@ -175,24 +185,18 @@ static size_t ident_fixed_bytes(const bg_ident *id) {
     return sizeof *id + strlen(id->identity) + 1;
 }
 
-static void table_put(bg_engine *e, bg_ident *id) {
-    size_t j = (size_t)id->hash & (e->cap - 1);
-    while (e->slots[j])
-        j = (j + 1) & (e->cap - 1);
-    e->slots[j] = id;
-}
-
 static bg_err ident_get(bg_engine *e, bg_str identity, int64_t t, bg_ident **out) {
     uint64_t h = bg_hash64(identity.ptr, identity.len, BG_SEED_IDENTITY);
-    bg_ident *found = ident_find(e, identity.ptr, identity.len, h);
-    if (found) {
-        *out = found;
-        return BG_OK;
-    }
     if ((e->count + 1) * 10 > e->cap * 7) {
         bg_err err = table_grow(e);
         if (err)
             return err;
+    }
+    bg_ident *found;
+    size_t slot = probe(e, identity.ptr, identity.len, h, &found);
+    if (found) {
+        *out = found;
+        return BG_OK;
     }
     bg_ident *id = calloc(1, sizeof *id);
     if (!id)
@@ -209,7 +213,7 @@ static bg_err ident_get(bg_engine *e, bg_str identity, int64_t t, bg_ident **out
     id->first_seen_min = min < 0 ? 0 : min > UINT32_MAX ? UINT32_MAX : (uint32_t)min;
     id->bucket_start = floor_div(t, e->policy->bucket_ms) * e->policy->bucket_ms;
     src_reset(id);
-    table_put(e, id);
+    e->slots[slot] = id;
     e->count++;
     e->id_bytes += sizeof *id + (size_t)identity.len + 1;
     *out = id;
@@ -251,8 +255,10 @@ static void ident_drop(bg_engine *e, bg_ident *id, char **name) {
     table_delete(e, id);
     e->count--;
     e->id_bytes -= ident_fixed_bytes(id) + ident_var_bytes(id);
-    if (id->flags & BG_IDENT_DIRTY)
+    if (id->flags & BG_IDENT_DIRTY) {
+        e->dirty[id->dirty_at] = NULL;
         e->n_dirty_ids--;
+    }
     if (name) {
         *name = id->identity;
         id->identity = NULL;
@@ -275,49 +281,38 @@ static size_t total_bytes(const bg_engine *e) {
  * moved the identity's state to). */
 static int64_t last_active(const bg_ident *id) { return id->bucket_start + (int64_t)id->last_ms; }
 
-static bool dirty_compact(bg_engine *e);
+/* Squeezes out the entries of identities dropped while dirty. */
+static void dirty_compact(bg_engine *e) {
+    size_t w = 0;
+    for (size_t i = 0; i < e->n_dirty; i++)
+        if (e->dirty[i]) {
+            e->dirty[w] = e->dirty[i];
+            e->dirty[w]->dirty_at = (uint32_t)w;
+            w++;
+        }
+    e->n_dirty = w;
+}
 
 static bg_err mark_dirty(bg_engine *e, bg_ident *id) {
     if ((id->flags & BG_IDENT_DIRTY) || e->no_dirty)
         return BG_OK;
-    if (e->n_dirty == e->cap_dirty && !(e->n_dirty > 2 * e->count + 1024 && dirty_compact(e))) {
+    if (e->n_dirty == e->cap_dirty && e->n_dirty > 2 * e->n_dirty_ids + 1024)
+        dirty_compact(e); /* at least half the entries were dropped ones */
+    if (e->n_dirty == e->cap_dirty) {
         size_t nc = e->cap_dirty ? e->cap_dirty * 2 : 1024;
-        uint64_t *nd = realloc(e->dirty, nc * sizeof *nd);
+        if (nc > UINT32_MAX)
+            return BG_ERR_NOMEM;
+        bg_ident **nd = realloc(e->dirty, nc * sizeof *nd);
         if (!nd)
             return BG_ERR_NOMEM;
         e->dirty = nd;
         e->cap_dirty = nc;
     }
-    e->dirty[e->n_dirty++] = id->hash;
+    id->dirty_at = (uint32_t)e->n_dirty;
+    e->dirty[e->n_dirty++] = id;
     id->flags |= BG_IDENT_DIRTY;
     e->n_dirty_ids++;
     return BG_OK;
-}
-
-/* Drops the entries of identities that are gone or clean (evicted, or
- * listed twice): one entry per dirty hash remains, in order. True when
- * that freed room. */
-static bool dirty_compact(bg_engine *e) {
-    size_t w = 0;
-    const size_t mask = e->cap - 1;
-    for (size_t i = 0; i < e->n_dirty; i++) {
-        uint64_t h = e->dirty[i];
-        bool keep = false;
-        for (size_t j = (size_t)h & mask; e->cap && e->slots[j]; j = (j + 1) & mask) {
-            bg_ident *id = e->slots[j];
-            if (id->hash == h && (id->flags & BG_IDENT_DIRTY) && !(id->flags & BG_IDENT_MARK)) {
-                id->flags |= BG_IDENT_MARK;
-                keep = true;
-            }
-        }
-        if (keep)
-            e->dirty[w++] = h;
-    }
-    e->n_dirty = w;
-    for (size_t i = 0; i < w; i++)
-        for (size_t j = (size_t)e->dirty[i] & mask; e->slots[j]; j = (j + 1) & mask)
-            e->slots[j]->flags &= (uint16_t)~BG_IDENT_MARK;
-    return e->n_dirty < e->cap_dirty;
 }
 
 /* Queues an evicted identity's name for its tombstone (takes ownership). */
@@ -1221,21 +1216,24 @@ static bg_err encode_partition(bg_engine *e) {
 bg_err bg_engine_snapshot_dirty(bg_engine *e, bg_engine_snapshot_fn fn, void *opaque) {
     bg_err err = BG_OK;
     size_t i = 0;
-    const size_t mask = e->cap - 1;
     for (; i < e->n_dirty; i++) {
-        const uint64_t h = e->dirty[i];
-        /* every identity with this hash that is still dirty (evicted ones are gone) */
-        for (size_t j = (size_t)h & mask; e->cap && e->slots[j]; j = (j + 1) & mask) {
-            bg_ident *id = e->slots[j];
-            if (id->hash != h || !(id->flags & BG_IDENT_DIRTY))
-                continue;
-            if ((err = encode_ident(e, id)) ||
-                (err = fn(opaque, id->identity, strlen(id->identity), e->sbuf.p, e->sbuf.len,
-                          last_active(id))))
-                goto stop;
-            id->flags &= (uint16_t)~BG_IDENT_DIRTY;
-            e->n_dirty_ids--;
-        }
+        bg_ident *id = e->dirty[i];
+        if (!id) /* dropped since it became dirty */
+            continue;
+        if ((err = encode_ident(e, id)) ||
+            (err = fn(opaque, id->identity, strlen(id->identity), e->sbuf.p, e->sbuf.len,
+                      last_active(id))))
+            break;
+        id->flags &= (uint16_t)~BG_IDENT_DIRTY;
+        e->n_dirty_ids--;
+    }
+    if (err) { /* the rest stays listed, in order */
+        memmove(e->dirty, e->dirty + i, (e->n_dirty - i) * sizeof *e->dirty);
+        e->n_dirty -= i;
+        for (size_t k = 0; k < e->n_dirty; k++)
+            if (e->dirty[k])
+                e->dirty[k]->dirty_at = (uint32_t)k;
+        return err;
     }
     e->n_dirty = 0;
     if (e->part_dirty) {
@@ -1246,10 +1244,6 @@ bg_err bg_engine_snapshot_dirty(bg_engine *e, bg_engine_snapshot_fn fn, void *op
         e->part_dirty = false;
     }
     return BG_OK;
-stop:
-    memmove(e->dirty, e->dirty + i, (e->n_dirty - i) * sizeof *e->dirty);
-    e->n_dirty -= i;
-    return err;
 }
 
 static const char *intern_reason(void *ctx, const char *s, size_t n) {
@@ -1416,9 +1410,12 @@ bg_err bg_engine_restore(bg_engine *e, const char *identity, size_t identity_len
         bg_snapshot_ident_free(id);
         return err;
     }
-    bg_ident *old = ident_find(e, identity, identity_len, id->hash);
-    if (old)
-        ident_drop(e, old, NULL);
+    bg_ident *old;
+    size_t slot = probe(e, identity, identity_len, id->hash, &old);
+    if (old) {
+        ident_drop(e, old, NULL); /* moves entries: probe again for the hole */
+        slot = probe(e, identity, identity_len, id->hash, &old);
+    }
     id->klass = class_by_view(e->policy, nm.klass);
     if (id->burst) {
         bg_burst *b = id->burst;
@@ -1432,7 +1429,7 @@ bg_err bg_engine_restore(bg_engine *e, const char *identity, size_t identity_len
         if (seq > e->burst_seq)
             e->burst_seq = seq;
     }
-    table_put(e, id);
+    e->slots[slot] = id;
     e->count++;
     e->id_bytes += ident_fixed_bytes(id) + ident_var_bytes(id);
     e->sst.restored++;

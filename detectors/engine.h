@@ -105,8 +105,8 @@ bg_err bg_engine_take_evicted(bg_engine *e, bg_engine_evicted_fn fn, void *opaqu
  * non-OK return from fn stops the walk and is returned; the identity it was
  * given stays dirty. fn must not call into the engine.
  *
- * Order: as the identities became dirty (a list of their hashes; evicted
- * ones are skipped, no table scan). Last comes the partition record, under
+ * Order: as the identities became dirty (a list of them; one evicted or
+ * forgotten since leaves a hole that is skipped; no table scan). Last comes the partition record, under
  * the reserved key BG_ENGINE_PARTITION_KEY, when it changed: the
  * destination and tool-bigram popularity sketches (Count-Min, ~108 KiB raw,
  * mostly zeros: LZ4 makes it small), the owners' grant counts of the

@@ -27,9 +27,10 @@ struct bg_engine {
     /* state that survives (engine.c, "store") */
     bg_engine_limits lim;
     uint64_t id_bytes;       /* identity state: structs, names, heap parts (tracked) */
-    uint64_t *dirty;         /* hashes of identities as they became dirty, oldest first */
+    bg_ident **dirty;        /* identities as they became dirty, oldest first; NULL where one
+                                was dropped since (bg_ident.dirty_at is its index) */
     size_t n_dirty, cap_dirty;
-    uint64_t n_dirty_ids;    /* identities with BG_IDENT_DIRTY set */
+    uint64_t n_dirty_ids;    /* identities with BG_IDENT_DIRTY set (the non-NULL entries) */
     bool part_dirty;         /* sketches or owner grants changed since the partition record */
     bool no_dirty;           /* dirty tracking off (bg_engine_set_dirty_tracking) */
     char **evicted;          /* ring of evicted identity names awaiting their tombstones */

@@ -15,7 +15,7 @@
 
 #define TIME_MAX 1000000000000000LL /* |event time| cap, ms (~31 700 years) */
 #define OFFSET_MAX (1LL << 62)
-#define FLOAT_MAX 1e30f             /* detector state beyond this is not ours */
+#define FLOAT_MAX 1e18f /* detector state beyond this is not the engine's (its metrics are < 2^32 a bucket) */
 #define REASON_STR_MAX 64u
 #define BLOOM_WORDS (BG_NOVEL_BLOOM_BITS / 64u)
 

@@ -48,7 +48,8 @@
  *
  * Decoding never trusts the input: every length is checked against the
  * bytes left and against its cap before use, every enum, count and float
- * (finite) against its range, the novelty table against its load invariant,
+ * (finite, |x| <= 1e18) against its range, the novelty set against the
+ * invariants inserts keep (count, load, probe layout, no duplicates),
  * and the checksum before anything is built. A refusal is BG_ERR_SNAPSHOT
  * with a one-line reason; nothing is allocated beyond what the (bounded)
  * decoded state needs, and all of it is released on refusal. */
