@@ -76,12 +76,26 @@ const char *bg_engine_owner(const bg_engine *e, const bg_ident *id) {
     return id->owner ? e->owners[id->owner - 1] : NULL;
 }
 
+/* Owners are found through a small open-addressing index of their hashes
+ * (slot = owner index + 1, 0 = empty, load <= 1/2), so interning costs the
+ * same with ten owners or ten thousand (a restore interns one per identity). */
+static void owner_index_put(bg_engine *e, uint32_t k) {
+    const char *o = e->owners[k];
+    size_t j = (size_t)bg_hash64(o, strlen(o), BG_SEED_IDENTITY) & (e->cap_owner_idx - 1);
+    while (e->owner_idx[j])
+        j = (j + 1) & (e->cap_owner_idx - 1);
+    e->owner_idx[j] = k + 1;
+}
+
 static bg_err owner_intern(bg_engine *e, bg_str owner, uint32_t *out) {
-    for (uint32_t i = 0; i < e->n_owners; i++)
-        if (str_is(owner, e->owners[i])) {
-            *out = i + 1;
-            return BG_OK;
-        }
+    uint64_t h = bg_hash64(owner.ptr, owner.len, BG_SEED_IDENTITY);
+    if (e->cap_owner_idx)
+        for (size_t j = (size_t)h & (e->cap_owner_idx - 1); e->owner_idx[j];
+             j = (j + 1) & (e->cap_owner_idx - 1))
+            if (str_is(owner, e->owners[e->owner_idx[j] - 1])) {
+                *out = e->owner_idx[j];
+                return BG_OK;
+            }
     if (e->n_owners == e->cap_owners) {
         uint32_t nc = e->cap_owners ? e->cap_owners * 2 : 16;
         char **no = realloc(e->owners, nc * sizeof *no);
@@ -98,6 +112,17 @@ static bg_err owner_intern(bg_engine *e, bg_str owner, uint32_t *out) {
         e->owner_grants = ng;
         e->cap_owners = nc;
     }
+    if ((e->n_owners + 1) * 2 > e->cap_owner_idx) {
+        uint32_t nc = e->cap_owner_idx ? e->cap_owner_idx * 2 : 32;
+        uint32_t *ni = calloc(nc, sizeof *ni);
+        if (!ni)
+            return BG_ERR_NOMEM;
+        free(e->owner_idx);
+        e->owner_idx = ni;
+        e->cap_owner_idx = nc;
+        for (uint32_t k = 0; k < e->n_owners; k++)
+            owner_index_put(e, k);
+    }
     e->owner_hour[e->n_owners] = INT64_MIN;
     e->owner_grants[e->n_owners] = 0;
     char *d = malloc((size_t)owner.len + 1);
@@ -106,6 +131,7 @@ static bg_err owner_intern(bg_engine *e, bg_str owner, uint32_t *out) {
     memcpy(d, owner.ptr, owner.len);
     d[owner.len] = 0;
     e->owners[e->n_owners++] = d;
+    owner_index_put(e, e->n_owners - 1);
     *out = e->n_owners;
     return BG_OK;
 }
@@ -691,6 +717,7 @@ void bg_engine_free(bg_engine *e) {
     for (uint32_t i = 0; i < e->n_owners; i++)
         free(e->owners[i]);
     free(e->owners);
+    free(e->owner_idx);
     free(e->owner_hour);
     free(e->owner_grants);
     free(e->slots);

@@ -18,6 +18,8 @@ struct bg_engine {
     int64_t *owner_hour;    /* per owner: the clock hour its grant count is for */
     uint32_t *owner_grants; /* per owner: SERVICE_IDENTITY / OAUTH_GRANT issuances that hour */
     uint32_t n_owners, cap_owners;
+    uint32_t *owner_idx;    /* hash index of owners: owner index + 1, 0 = empty */
+    uint32_t cap_owner_idx; /* power of two, >= 2 * n_owners */
     bg_burst *bursts; /* open bursts */
     bg_cms *dest_pop;   /* identities per destination in this partition (rarity) */
     bg_cms *bigram_pop; /* identities per parent_tool->tool bigram */

@@ -15,7 +15,11 @@
 
 #define TIME_MAX 1000000000000000LL /* |event time| cap, ms (~31 700 years) */
 #define OFFSET_MAX (1LL << 62)
-#define FLOAT_MAX 1e18f /* detector state beyond this is not the engine's (its metrics are < 2^32 a bucket) */
+/* Detector floats are written saturated to +-FLOAT_MAX (NaN as 0) and read
+ * back only within it, so whatever the engine writes it reads back. Real
+ * state never comes near: metrics are < 2^32 a bucket and sigma floors at
+ * 1e-9, so |z| < 5e18; state near the cap can only have been forged. */
+#define FLOAT_MAX 1e30f
 #define REASON_STR_MAX 64u
 #define BLOOM_WORDS (BG_NOVEL_BLOOM_BITS / 64u)
 
@@ -64,12 +68,20 @@ void bg_snap_u64(bg_snap_buf *b, uint64_t v) { put_le(b, v, 8); }
 static void put_i64(bg_snap_buf *b, int64_t v) { put_le(b, (uint64_t)v, 8); }
 
 static void put_f32(bg_snap_buf *b, float f) {
+    if (f != f)
+        f = 0.0f;
+    else if (f > FLOAT_MAX)
+        f = FLOAT_MAX;
+    else if (f < -FLOAT_MAX)
+        f = -FLOAT_MAX;
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     bg_snap_u32(b, u);
 }
 
 static void put_f64(bg_snap_buf *b, double f) {
+    if (!isfinite(f)) /* never in real state; written so that it reads back */
+        f = f != f ? 0.0 : f > 0 ? 1e300 : -1e300;
     uint64_t u;
     memcpy(&u, &f, sizeof u);
     bg_snap_u64(b, u);
