@@ -1219,8 +1219,13 @@ static void put_cms(bg_snap_buf *b, const bg_cms *c) {
     bg_snap_u32(b, w);
     bg_snap_u32(b, d);
     bg_snap_u64(b, bg_cms_total(c));
-    for (size_t i = 0; i < (size_t)w * d; i++)
-        bg_snap_u32(b, k[i]);
+    uint8_t *p = bg_snap_reserve(b, (size_t)w * d * 4);
+    for (size_t i = 0; p && i < (size_t)w * d; i++, p += 4) {
+        p[0] = (uint8_t)k[i];
+        p[1] = (uint8_t)(k[i] >> 8);
+        p[2] = (uint8_t)(k[i] >> 16);
+        p[3] = (uint8_t)(k[i] >> 24);
+    }
 }
 
 static bg_err encode_partition(bg_engine *e) {

@@ -125,6 +125,8 @@ void bg_snapshot_ident_free(bg_ident *id);
 /* Byte-level writers and a bounds-checked reader, shared with the engine's
  * partition record. */
 void bg_snap_put(bg_snap_buf *b, const void *p, size_t n);
+/* n more bytes at the end of b to write into (NULL and b->oom when out of memory). */
+uint8_t *bg_snap_reserve(bg_snap_buf *b, size_t n);
 void bg_snap_u8(bg_snap_buf *b, uint8_t v);
 void bg_snap_u16(bg_snap_buf *b, uint16_t v);
 void bg_snap_u32(bg_snap_buf *b, uint32_t v);
