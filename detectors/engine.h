@@ -47,7 +47,9 @@ void bg_engine_free(bg_engine *e); /* NULL is a no-op */
 bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_outputs *out);
 
 /* Close what the watermark has passed: ends bursts of identities that went
- * quiet. Call after each batch; cost is proportional to the active bursts. */
+ * quiet, and (with an idle_ttl_ms) evicts idle identities. Call after each
+ * batch; cost is proportional to the active bursts plus 4 table slots per
+ * event observed since the previous tick (see bg_engine_limits). */
 bg_err bg_engine_tick(bg_engine *e, bg_outputs *out);
 
 /* Swap in a new policy (a reload). Open bursts and identities keep their
