@@ -1234,12 +1234,25 @@ static bg_err encode_partition(bg_engine *e) {
     bg_snap_u64(b, (uint64_t)e->st.stream_time);
     bg_snap_u64(b, (uint64_t)e->st.watermark);
     bg_snap_u64(b, e->burst_seq);
-    bg_snap_u32(b, e->n_owners);
-    for (uint32_t i = 0; i < e->n_owners; i++) {
+    /* only owners with grants count: the rest restart at 0 anyway; and no
+     * more than fit in half the record's cap (a flood of owners loses its
+     * counts, which then restart within the hour) */
+    size_t at = b->len;
+    bg_snap_u32(b, 0);
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < e->n_owners && n < BG_SNAPSHOT_MAX_OWNERS; i++) {
+        if (!e->owner_grants[i])
+            continue;
+        if (b->len > BG_SNAPSHOT_MAX / 2)
+            break;
         bg_snap_str16(b, e->owners[i]);
         bg_snap_u64(b, (uint64_t)e->owner_hour[i]);
         bg_snap_u32(b, e->owner_grants[i]);
+        n++;
     }
+    if (!b->oom)
+        for (int k = 0; k < 4; k++)
+            b->p[at + (size_t)k] = (uint8_t)(n >> (8 * k));
     put_cms(b, e->dest_pop);
     put_cms(b, e->bigram_pop);
     return bg_snap_finish(b);

@@ -41,7 +41,8 @@
  *     sparse or dense form, as hll.h writes them)
  *
  * Partition body: i64 stream_time, i64 watermark, u64 burst_seq,
- *   u32 n_owners, n x {str16 owner, i64 hour, u32 grants}, then the two
+ *   u32 n_owners, n x {str16 owner, i64 hour, u32 grants} (the owners with
+ *   grants, as many as fit in half of BG_SNAPSHOT_MAX), then the two
  *   Count-Min sketches (destination and tool-bigram popularity), each
  *   u32 width, u32 depth (both must match this engine's), u64 total,
  *   width x depth u32 counters.
@@ -67,9 +68,9 @@
 #define BG_SNAPSHOT_SEED 0x736e617073686f74ull /* "snapshot" */
 #define BG_SNAPSHOT_HEADER 16u
 #define BG_SNAPSHOT_TRAILER 8u
-/* An identity snapshot is at most ~70 KiB (16 correlation strings of
- * BG_MAX_STRING dominate); the partition record ~110 KiB with the default
- * sketches. Anything larger is refused. */
+/* An identity snapshot is at most ~100 KiB (its strings of up to
+ * BG_MAX_STRING each dominate); the partition record ~110 KiB with the
+ * default sketches, plus its owners. Anything larger is refused. */
 #define BG_SNAPSHOT_MAX (1u << 20)
 #define BG_SNAPSHOT_MAX_OWNERS (1u << 16)
 
