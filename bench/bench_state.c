@@ -129,20 +129,21 @@ int main(int argc, char **argv) {
     if (n_ident < 100)
         n_ident = 100;
     size_t n_events = n_ident * 4 < 2000000 ? 2000000 : n_ident * 4;
-    char (*names)[48] = malloc(n_ident * sizeof *names);
+    char(*names)[48] = malloc(n_ident * sizeof *names);
     bg_event *evs = malloc(n_events * sizeof *evs);
     if (!names || !evs) {
         fprintf(stderr, "out of memory\n");
         return 1;
     }
-    static const char *dests[] = {"api.openai.com", "github.com", "s3.eu-west-1.amazonaws.com",
-                                  "warehouse.internal", "vector-db.internal", "pypi.org"};
+    static const char *dests[] = {
+        "api.openai.com",     "github.com",         "s3.eu-west-1.amazonaws.com",
+        "warehouse.internal", "vector-db.internal", "pypi.org"};
     for (size_t i = 0; i < n_ident; i++)
         snprintf(names[i], sizeof names[i], "spiffe://prod/agent/bot-%07zu", i);
     const int64_t t0 = 1795996800000;
     for (size_t i = 0; i < n_events; i++) {
         /* every identity once first, then half the events from 1% of them */
-        size_t who = i < n_ident ? i
+        size_t who = i < n_ident    ? i
                      : (next() % 2) ? next() % (n_ident / 100 + 1)
                                     : next() % n_ident;
         bg_event *e = &evs[i];
@@ -232,8 +233,8 @@ int main(int argc, char **argv) {
         bg_ident *id;
         bg_snapshot_names nm;
         uint64_t seq;
-        if (bg_snapshot_decode_ident(s.arena + s.st_at[i], s.st_len[i], BG_SNAPSHOT_VERSION,
-                                     intern, NULL, &id, &nm, &seq, NULL, 0) != BG_OK) {
+        if (bg_snapshot_decode_ident(s.arena + s.st_at[i], s.st_len[i], BG_SNAPSHOT_VERSION, intern,
+                                     NULL, &id, &nm, &seq, NULL, 0) != BG_OK) {
             fprintf(stderr, "decode failed at %zu\n", i);
             return 1;
         }

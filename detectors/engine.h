@@ -108,16 +108,18 @@ bg_err bg_engine_take_evicted(bg_engine *e, bg_engine_evicted_fn fn, void *opaqu
  * given stays dirty. fn must not call into the engine.
  *
  * Order: as the identities became dirty (a list of them; one evicted or
- * forgotten since leaves a hole that is skipped; no table scan). Last comes the partition record, under
- * the reserved key BG_ENGINE_PARTITION_KEY, when it changed: the
+ * forgotten since leaves a hole that is skipped; no table scan). Last
+ * comes the partition record, under the reserved key
+ * BG_ENGINE_PARTITION_KEY, when it changed: the
  * destination and tool-bigram popularity sketches (Count-Min, ~108 KiB raw,
  * mostly zeros: LZ4 makes it small), the owners' grant counts of the
  * current hour, stream time and watermark, and the ONSET sequence. It is
  * restored like an identity (bg_engine_restore() with that key). A worker
  * that does not keep it loses nothing for correctness: the sketches warm up
- * again from traffic (until then a destination looks rarer than it is, and
+ * again from traffic (until then a destination looks rarer than it is;
  * rarity reasons only amplify an ANOMALOUS correlation that has already
- * fired; they never start one), the owner grant counts restart within the
+ * fired, raising its score and severity; they never start one), the owner
+ * grant counts restart within the
  * hour (owner sprawl is judged on the rest of it), and stream time comes
  * back from the identities' updated_at. With it, a restored engine's
  * verdicts and commands are byte for byte those of one that never stopped
@@ -135,7 +137,8 @@ bg_err bg_engine_snapshot_dirty(bg_engine *e, bg_engine_snapshot_fn fn, void *op
  * the identity's updated_at (the partition record, if restored, sets it
  * exactly). Owner and classes are resolved by name against the current
  * policy (a class that is gone becomes the default one); a restored identity
- * is clean. Bounds apply after it (restoring beyond max_identities evicts). An open burst keeps its ONSET time, so verdict ids after a
+ * is clean. Bounds apply after it (restoring beyond max_identities
+ * evicts). An open burst keeps its ONSET time, so verdict ids after a
  * takeover are the ones the previous owner would have produced. A snapshot
  * that is corrupt or of a format version this build does not read is
  * refused with BG_ERR_SNAPSHOT, counted, and a one-line reason in why. */

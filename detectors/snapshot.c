@@ -62,11 +62,21 @@ static void put_le(bg_snap_buf *b, uint64_t v, size_t n) {
     bg_snap_put(b, t, n);
 }
 
-void bg_snap_u8(bg_snap_buf *b, uint8_t v) { bg_snap_put(b, &v, 1); }
-void bg_snap_u16(bg_snap_buf *b, uint16_t v) { put_le(b, v, 2); }
-void bg_snap_u32(bg_snap_buf *b, uint32_t v) { put_le(b, v, 4); }
-void bg_snap_u64(bg_snap_buf *b, uint64_t v) { put_le(b, v, 8); }
-static void put_i64(bg_snap_buf *b, int64_t v) { put_le(b, (uint64_t)v, 8); }
+void bg_snap_u8(bg_snap_buf *b, uint8_t v) {
+    bg_snap_put(b, &v, 1);
+}
+void bg_snap_u16(bg_snap_buf *b, uint16_t v) {
+    put_le(b, v, 2);
+}
+void bg_snap_u32(bg_snap_buf *b, uint32_t v) {
+    put_le(b, v, 4);
+}
+void bg_snap_u64(bg_snap_buf *b, uint64_t v) {
+    put_le(b, v, 8);
+}
+static void put_i64(bg_snap_buf *b, int64_t v) {
+    put_le(b, (uint64_t)v, 8);
+}
 
 static void put_f64(bg_snap_buf *b, double f) {
     if (!isfinite(f)) /* never in real state; written so that it reads back */
@@ -197,11 +207,21 @@ static uint64_t get_le(bg_snap_rd *r, size_t n) {
     return v;
 }
 
-uint8_t bg_snap_get_u8(bg_snap_rd *r) { return (uint8_t)get_le(r, 1); }
-uint16_t bg_snap_get_u16(bg_snap_rd *r) { return (uint16_t)get_le(r, 2); }
-uint32_t bg_snap_get_u32(bg_snap_rd *r) { return (uint32_t)get_le(r, 4); }
-uint64_t bg_snap_get_u64(bg_snap_rd *r) { return get_le(r, 8); }
-int64_t bg_snap_get_i64(bg_snap_rd *r) { return (int64_t)get_le(r, 8); }
+uint8_t bg_snap_get_u8(bg_snap_rd *r) {
+    return (uint8_t)get_le(r, 1);
+}
+uint16_t bg_snap_get_u16(bg_snap_rd *r) {
+    return (uint16_t)get_le(r, 2);
+}
+uint32_t bg_snap_get_u32(bg_snap_rd *r) {
+    return (uint32_t)get_le(r, 4);
+}
+uint64_t bg_snap_get_u64(bg_snap_rd *r) {
+    return get_le(r, 8);
+}
+int64_t bg_snap_get_i64(bg_snap_rd *r) {
+    return (int64_t)get_le(r, 8);
+}
 
 static void fail(bg_snap_rd *r, const char *why) {
     if (!r->err)
@@ -309,7 +329,8 @@ bg_err bg_snapshot_check(const uint8_t *buf, size_t len, int32_t format_version,
     why[0] = 0;
     if (format_version != BG_SNAPSHOT_VERSION) {
         snprintf(why, why_size, "snapshot format %d is %s this build reads (%d)", format_version,
-                 format_version > BG_SNAPSHOT_VERSION ? "newer than" : "not one", BG_SNAPSHOT_VERSION);
+                 format_version > BG_SNAPSHOT_VERSION ? "newer than" : "not one",
+                 BG_SNAPSHOT_VERSION);
         return BG_ERR_SNAPSHOT;
     }
     if (!buf || len < BG_SNAPSHOT_HEADER + BG_SNAPSHOT_TRAILER) {
@@ -327,7 +348,8 @@ bg_err bg_snapshot_check(const uint8_t *buf, size_t len, int32_t format_version,
         return BG_ERR_SNAPSHOT;
     }
     if (len > BG_SNAPSHOT_MAX) {
-        snprintf(why, why_size, "snapshot of %zu bytes exceeds the cap of %u", len, BG_SNAPSHOT_MAX);
+        snprintf(why, why_size, "snapshot of %zu bytes exceeds the cap of %u", len,
+                 BG_SNAPSHOT_MAX);
         return BG_ERR_SNAPSHOT;
     }
     uint64_t body = rd_le(buf + 8, 4);
@@ -439,8 +461,9 @@ static void put_hll(bg_snap_buf *b, const bg_hll *h) {
 
 bg_err bg_snapshot_encode_ident(const bg_ident *id, const char *owner, const char *klass,
                                 const char *burst_klass, bg_snap_buf *b) {
-    uint16_t flags = (uint16_t)((id->det ? BG_SNAP_F_DET : 0) | (id->recent ? BG_SNAP_F_RECENT : 0) |
-                                (id->burst ? BG_SNAP_F_BURST : 0));
+    uint16_t flags =
+        (uint16_t)((id->det ? BG_SNAP_F_DET : 0) | (id->recent ? BG_SNAP_F_RECENT : 0) |
+                   (id->burst ? BG_SNAP_F_BURST : 0));
     bg_snap_begin(b, "BGSI", flags);
     bg_snap_str16(b, id->identity);
     bg_snap_str16(b, owner);
@@ -625,8 +648,8 @@ static int get_novel(bg_snap_rd *r, bg_novel *s) {
             used += t[i] != 0;
         }
         /* the load invariant keeps an empty slot, so probes end */
-        if (!r->err && (used != n || (uint64_t)n * 4 > (uint64_t)slots * 3 ||
-                        !table_canonical(t, slots))) {
+        if (!r->err &&
+            (used != n || (uint64_t)n * 4 > (uint64_t)slots * 3 || !table_canonical(t, slots))) {
             free(t);
             fail(r, "novelty set: table count or load out of range");
             return 0;
@@ -726,9 +749,8 @@ static int get_recent(bg_snap_rd *r, bg_ident *id) {
             fail(r, "out of memory");
             break;
         }
-        rc->secrets[rc->n_secrets++] =
-            (bg_recent_secret){bg_hash64(s.ptr ? s.ptr : "", s.len, BG_SEED_NOVELTY), d, t, off,
-                               rev != 0};
+        rc->secrets[rc->n_secrets++] = (bg_recent_secret){
+            bg_hash64(s.ptr ? s.ptr : "", s.len, BG_SEED_NOVELTY), d, t, off, rev != 0};
     }
     uint8_t nd = bg_snap_get_u8(r);
     if (!r->err && nd > BG_RECENT_MAX)

@@ -49,11 +49,10 @@
  *
  * Decoding never trusts the input: every length is checked against the
  * bytes left and against its cap before use, every enum, count and float
- * (finite, |x| <= 1e30; the encoder saturates to that) against its range, the novelty set against the
- * invariants inserts keep (count, load, probe layout, no duplicates),
- * and the checksum before anything is built. A refusal is BG_ERR_SNAPSHOT
- * with a one-line reason; nothing is allocated beyond what the (bounded)
- * decoded state needs, and all of it is released on refusal. */
+ * (finite, |x| <= 1e30; the encoder saturates to that) against its range, the novelty set against
+ * the invariants inserts keep (count, load, probe layout, no duplicates), and the checksum before
+ * anything is built. A refusal is BG_ERR_SNAPSHOT with a one-line reason; nothing is allocated
+ * beyond what the (bounded) decoded state needs, and all of it is released on refusal. */
 #ifndef BG_SNAPSHOT_H
 #define BG_SNAPSHOT_H
 

@@ -66,7 +66,9 @@ static bg_err restore_again(void *opaque, const char *identity, size_t identity_
     return BG_OK;
 }
 
-static bg_str view(const char *s) { return (bg_str){s, (uint32_t)strlen(s)}; }
+static bg_str view(const char *s) {
+    return (bg_str){s, (uint32_t)strlen(s)};
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!policy_ready)
@@ -105,8 +107,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     }
     char why[256];
-    bg_err err = bg_engine_restore(e, key, strlen(key), BG_SNAPSHOT_VERSION, buf, len, why,
-                                   sizeof why);
+    bg_err err =
+        bg_engine_restore(e, key, strlen(key), BG_SNAPSHOT_VERSION, buf, len, why, sizeof why);
     if (err != BG_OK) {
         if (err != BG_ERR_SNAPSHOT && err != BG_ERR_NOMEM)
             __builtin_trap();

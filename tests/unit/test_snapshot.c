@@ -41,8 +41,8 @@ typedef struct recs {
     size_t n, cap;
 } recs;
 
-static bg_err collect(void *opaque, const char *identity, size_t identity_len,
-                      const uint8_t *state, size_t state_len, int64_t updated_at) {
+static bg_err collect(void *opaque, const char *identity, size_t identity_len, const uint8_t *state,
+                      size_t state_len, int64_t updated_at) {
     recs *r = opaque;
     if (r->n == r->cap) {
         r->cap = r->cap ? r->cap * 2 : 64;
@@ -105,9 +105,9 @@ static char *outputs_text(const bg_outputs *o) {
             v->action, v->severity, (long long)v->window_start, (long long)v->window_end,
             (long long)v->decided_at, NZ(v->envelope_id), NZ(v->policy_version));
         for (uint32_t k = 0; k < v->n_reasons; k++)
-            cat(&s, &n, &cap, "  r %s %s %a %a %a %a\n", v->reasons[k].code,
-                v->reasons[k].detector, v->reasons[k].observed, v->reasons[k].baseline,
-                v->reasons[k].threshold, v->reasons[k].score);
+            cat(&s, &n, &cap, "  r %s %s %a %a %a %a\n", v->reasons[k].code, v->reasons[k].detector,
+                v->reasons[k].observed, v->reasons[k].baseline, v->reasons[k].threshold,
+                v->reasons[k].score);
         for (uint32_t k = 0; k < v->n_new_secret_ids; k++)
             cat(&s, &n, &cap, "  s %s\n", v->new_secret_ids[k]);
         for (uint32_t k = 0; k < v->n_new_destinations; k++)
@@ -115,9 +115,8 @@ static char *outputs_text(const bg_outputs *o) {
         for (uint32_t k = 0; k < v->n_review_routes; k++)
             cat(&s, &n, &cap, "  q %s\n", v->review_routes[k]);
         for (uint32_t k = 0; k < v->n_source; k++)
-            cat(&s, &n, &cap, "  src %d %d %lld %lld\n", v->source[k].topic,
-                v->source[k].partition, (long long)v->source[k].first_offset,
-                (long long)v->source[k].last_offset);
+            cat(&s, &n, &cap, "  src %d %d %lld %lld\n", v->source[k].topic, v->source[k].partition,
+                (long long)v->source[k].first_offset, (long long)v->source[k].last_offset);
     }
     for (size_t i = 0; i < o->n_revocations; i++) {
         const bg_revocation *r = &o->revocations[i];
@@ -354,7 +353,9 @@ static void test_restore_without_partition_record(void **state) {
 
 /* ---- round trips ----------------------------------------------------------------- */
 
-static bg_str S(const char *s) { return (bg_str){s, (uint32_t)strlen(s)}; }
+static bg_str S(const char *s) {
+    return (bg_str){s, (uint32_t)strlen(s)};
+}
 
 static const char *intern_static(void *ctx, const char *s, size_t n) {
     (void)ctx;
@@ -386,9 +387,9 @@ static void assert_round_trip(const uint8_t *buf, size_t len) {
     snprintf(bk, sizeof bk, "%.*s", (int)nm.burst_klass.len,
              nm.burst_klass.ptr ? nm.burst_klass.ptr : "");
     bg_snap_buf b = {0};
-    assert_int_equal(bg_snapshot_encode_ident(id, nm.owner.len ? owner : NULL, klass,
-                                              id->burst ? bk : NULL, &b),
-                     BG_OK);
+    assert_int_equal(
+        bg_snapshot_encode_ident(id, nm.owner.len ? owner : NULL, klass, id->burst ? bk : NULL, &b),
+        BG_OK);
     assert_int_equal(b.len, len);
     assert_memory_equal(b.p, buf, len);
     bg_snap_buf_free(&b);
@@ -453,8 +454,7 @@ static void usage(bg_engine *e, const char *who, double at_min, const char *dest
     assert_int_equal(bg_engine_observe(e, &ev, 7, out), BG_OK);
 }
 
-static void secret(bg_engine *e, const char *who, double at_min, const char *sid,
-                   bg_outputs *out) {
+static void secret(bg_engine *e, const char *who, double at_min, const char *sid, bg_outputs *out) {
     bg_event ev;
     memset(&ev, 0, sizeof ev);
     ev.kind = BG_EV_SECRET;
@@ -496,7 +496,7 @@ static bg_engine *build_states(bg_policy *p, bg_outputs *out) {
     usage(e, R, 0, "a.example", 1, out);
     secret(e, R, 90, "sec-1", out);
     secret(e, R, 91, "sec-2", out);
-    usage(e, R, 92, "new.example", 1, out); /* after learning: pairs, ANOMALOUS */
+    usage(e, R, 92, "new.example", 1, out);  /* after learning: pairs, ANOMALOUS */
     usage(e, BS, 70, "a.example", 150, out); /* over the limit: a burst */
     for (int i = 0; i < 10; i++) {
         snprintf(d, sizeof d, "s%d.example", i);
@@ -532,11 +532,10 @@ static void test_round_trip_every_state(void **state) {
         bg_ident *id = g->slots[0];
         for (size_t k = 0; !id || strcmp(id->identity, who[i]); k++)
             id = g->slots[k];
-        assert_int_equal(bg_snapshot_encode_ident(id, bg_engine_owner(g, id),
-                                                  p.classes[id->klass].name,
-                                                  id->burst ? id->burst->klass->name : NULL,
-                                                  &g->sbuf),
-                         BG_OK);
+        assert_int_equal(
+            bg_snapshot_encode_ident(id, bg_engine_owner(g, id), p.classes[id->klass].name,
+                                     id->burst ? id->burst->klass->name : NULL, &g->sbuf),
+            BG_OK);
         assert_int_equal(g->sbuf.len, o.len);
         assert_memory_equal(g->sbuf.p, o.buf, o.len);
         /* the state is what it should be */
@@ -656,8 +655,7 @@ static void test_corrupt_refused(void **state) {
 /* The partition record carries the owners' grant counts of the hour: an
  * owner whose identities mint grants on both sides of a restore is judged
  * on the whole hour, as without the restore. */
-static void grant(bg_engine *e, const char *who, double at_min, const char *sid,
-                  bg_outputs *out) {
+static void grant(bg_engine *e, const char *who, double at_min, const char *sid, bg_outputs *out) {
     bg_event ev;
     memset(&ev, 0, sizeof ev);
     ev.kind = BG_EV_SECRET;

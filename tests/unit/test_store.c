@@ -15,7 +15,9 @@
 #define T0 1795996800000LL /* 2026-11-30T00:00:00Z */
 #define MIN 60000LL
 
-static bg_str S(const char *s) { return (bg_str){s, (uint32_t)strlen(s)}; }
+static bg_str S(const char *s) {
+    return (bg_str){s, (uint32_t)strlen(s)};
+}
 
 /* Class "svc": 100 calls a minute, THROTTLE; 1 h learning period. */
 static void make_policy(bg_policy *p) {
@@ -539,9 +541,9 @@ static void test_dirty_list_bounded(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_eviction_order),   cmocka_unit_test(test_eviction_all_bursts),
-        cmocka_unit_test(test_flood_bounded),    cmocka_unit_test(test_max_bytes),
-        cmocka_unit_test(test_backward_shift),   cmocka_unit_test(test_idle_ttl),
+        cmocka_unit_test(test_eviction_order),       cmocka_unit_test(test_eviction_all_bursts),
+        cmocka_unit_test(test_flood_bounded),        cmocka_unit_test(test_max_bytes),
+        cmocka_unit_test(test_backward_shift),       cmocka_unit_test(test_idle_ttl),
         cmocka_unit_test(test_evicted_returns_cold), cmocka_unit_test(test_dirty),
         cmocka_unit_test(test_dirty_list_bounded),
     };
