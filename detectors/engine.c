@@ -481,8 +481,8 @@ static bg_err enforce_bounds(bg_engine *e) {
  * the table. Backward-shift deletion moves entries only into the hole at
  * the cursor or after it, so re-reading the cursor's slot misses nothing. */
 static void sweep_idle(bg_engine *e) {
-    if (!e->cap || e->lim.idle_ttl_ms <= 0 || e->st.watermark == INT64_MIN)
-        return;
+    if (!e->cap || e->lim.idle_ttl_ms <= 0 || e->st.watermark < INT64_MIN + e->lim.idle_ttl_ms)
+        return; /* nothing can be that far behind yet */
     uint64_t budget = e->sweep_credit + 64;
     e->sweep_credit = 0;
     if (budget > e->cap)

@@ -250,6 +250,31 @@ static void test_flood_bounded(void **state) {
     bg_policy_free(&p);
 }
 
+/* A quiet identity costs at most 256 bytes with its slot and its name
+ * (here 26 bytes): 216 for the struct, the name, 8 bytes a slot at a load
+ * between 0.35 and 0.7. */
+static void test_quiet_identity_budget(void **state) {
+    (void)state;
+    bg_policy p;
+    make_policy(&p);
+    bg_engine *e;
+    assert_int_equal(bg_engine_new(&p, 0, &e), BG_OK);
+    bg_outputs out;
+    bg_outputs_init(&out);
+    char b[64];
+    for (int i = 0; i < 10000; i++)
+        usage_at(e, name(b, sizeof b, i), T0 + i, "a.example", 1, &out);
+    bg_engine_state_stats st;
+    bg_engine_state_stats_get(e, &st);
+    const size_t sketches = 2 * (24 + 4 * 2719 * 5);
+    double per = (double)(st.bytes - sketches) / 10000.0;
+    print_message("quiet identity: %.1f bytes with slot and name\n", per);
+    assert_true(per <= 256.0);
+    bg_outputs_free(&out);
+    bg_engine_free(e);
+    bg_policy_free(&p);
+}
+
 /* max_bytes alone bounds the store too. */
 static void test_max_bytes(void **state) {
     (void)state;
@@ -541,11 +566,11 @@ static void test_dirty_list_bounded(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_eviction_order),       cmocka_unit_test(test_eviction_all_bursts),
-        cmocka_unit_test(test_flood_bounded),        cmocka_unit_test(test_max_bytes),
-        cmocka_unit_test(test_backward_shift),       cmocka_unit_test(test_idle_ttl),
-        cmocka_unit_test(test_evicted_returns_cold), cmocka_unit_test(test_dirty),
-        cmocka_unit_test(test_dirty_list_bounded),
+        cmocka_unit_test(test_eviction_order), cmocka_unit_test(test_eviction_all_bursts),
+        cmocka_unit_test(test_flood_bounded),  cmocka_unit_test(test_quiet_identity_budget),
+        cmocka_unit_test(test_max_bytes),      cmocka_unit_test(test_backward_shift),
+        cmocka_unit_test(test_idle_ttl),       cmocka_unit_test(test_evicted_returns_cold),
+        cmocka_unit_test(test_dirty),          cmocka_unit_test(test_dirty_list_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
