@@ -275,6 +275,37 @@ static void test_quiet_identity_budget(void **state) {
     bg_policy_free(&p);
 }
 
+/* Tombstones nobody takes are capped (2^20 names): the oldest go untold,
+ * counted; the list keeps the newest, oldest first. */
+static void test_tombstones_capped(void **state) {
+    (void)state;
+    bg_policy p;
+    make_policy(&p);
+    bg_engine *e;
+    assert_int_equal(bg_engine_new(&p, 0, &e), BG_OK);
+    bg_engine_limits lim = {.max_identities = 1000};
+    bg_engine_set_limits(e, &lim);
+    bg_outputs out;
+    bg_outputs_init(&out);
+    char b[64];
+    const int n = 1100000;
+    for (int i = 0; i < n; i++)
+        usage_at(e, name(b, sizeof b, i), T0 + i, "a.example", 1, &out);
+    bg_engine_state_stats st;
+    bg_engine_state_stats_get(e, &st);
+    names *l = calloc(1, sizeof *l);
+    assert_non_null(l);
+    assert_int_equal(bg_engine_take_evicted(e, take, l), BG_OK);
+    assert_int_equal(l->total, 1u << 20);
+    assert_int_equal(st.tombstones_dropped + l->total, st.evicted_bound);
+    /* the first one told is the oldest kept */
+    assert_string_equal(l->v[0], name(b, sizeof b, (int)st.tombstones_dropped));
+    free(l);
+    bg_outputs_free(&out);
+    bg_engine_free(e);
+    bg_policy_free(&p);
+}
+
 /* max_bytes alone bounds the store too. */
 static void test_max_bytes(void **state) {
     (void)state;
@@ -566,11 +597,12 @@ static void test_dirty_list_bounded(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_eviction_order), cmocka_unit_test(test_eviction_all_bursts),
-        cmocka_unit_test(test_flood_bounded),  cmocka_unit_test(test_quiet_identity_budget),
-        cmocka_unit_test(test_max_bytes),      cmocka_unit_test(test_backward_shift),
-        cmocka_unit_test(test_idle_ttl),       cmocka_unit_test(test_evicted_returns_cold),
-        cmocka_unit_test(test_dirty),          cmocka_unit_test(test_dirty_list_bounded),
+        cmocka_unit_test(test_eviction_order),       cmocka_unit_test(test_eviction_all_bursts),
+        cmocka_unit_test(test_flood_bounded),        cmocka_unit_test(test_quiet_identity_budget),
+        cmocka_unit_test(test_tombstones_capped),    cmocka_unit_test(test_max_bytes),
+        cmocka_unit_test(test_backward_shift),       cmocka_unit_test(test_idle_ttl),
+        cmocka_unit_test(test_evicted_returns_cold), cmocka_unit_test(test_dirty),
+        cmocka_unit_test(test_dirty_list_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
