@@ -66,6 +66,14 @@ void bg_engine_stats_get(const bg_engine *e, bg_engine_stats *st);
 
 /* ---- state that survives: bounds, eviction, snapshots (see snapshot.h) ----
  *
+ * Use from the worker, per task: before each commit, bg_engine_take_evicted()
+ * (tombstones) and bg_engine_snapshot_dirty() (records, the partition
+ * record last), in either order, into the same transaction. On assignment,
+ * before the first event: bg_engine_restore() for every latest record of
+ * the partition's changelog (the partition record under
+ * BG_ENGINE_PARTITION_KEY included), bg_engine_forget() for tombstones.
+ * Restore order does not matter.
+ *
  * Bounds of one engine's identity store; 0 means unbounded / never. When
  * max_identities or max_bytes is reached, the least recently active
  * identities (by event time of their last event) are evicted; identities
