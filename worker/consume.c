@@ -109,8 +109,8 @@ bg_err bg_consumer_new(const bg_config *cfg, const char *group_id, const bg_cons
     };
     for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
         rd_kafka_conf_set(conf, defaults[i][0], defaults[i][1], e, sizeof e);
-    const char *instance = getenv("BURSTGUARD_INSTANCE_ID");
-    if (instance && *instance && !bg_config_kafka(cfg, "group.instance.id"))
+    const char *instance = bg_config_instance_id(cfg);
+    if (instance && !bg_config_kafka(cfg, "group.instance.id"))
         rd_kafka_conf_set(conf, "group.instance.id", instance, e, sizeof e);
     for (size_t i = 0; i < cfg->n_kafka; i++) {
         const char *k = cfg->kafka[i].key;
