@@ -223,3 +223,118 @@ bool bg_changelog_parse_offsets(const void *v, size_t len, int64_t next[3]) {
     }
     return true;
 }
+
+/* ========================================================================== */
+/* Restore reader                                                             */
+/* ========================================================================== */
+
+#include "log.h"
+
+struct bg_restorer {
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *q;
+    const bg_config *cfg;
+};
+
+bg_err bg_restorer_new(const bg_config *cfg, bg_restorer **out, char *errstr, size_t errstr_size) {
+    bg_restorer *r = calloc(1, sizeof *r);
+    if (!r)
+        return BG_ERR_NOMEM;
+    r->cfg = cfg;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char e[512];
+    for (size_t i = 0; i < cfg->n_kafka; i++) {
+        const char *k = cfg->kafka[i].key;
+        /* connection and security settings only: this reader has no group */
+        if (!strncmp(k, "group.", 6) || !strncmp(k, "enable.", 7) || !strncmp(k, "auto.", 5) ||
+            !strcmp(k, "acks") || !strcmp(k, "linger.ms") || !strcmp(k, "partitioner") ||
+            !strncmp(k, "transaction", 11) || !strcmp(k, "compression.type") ||
+            !strcmp(k, "message.timeout.ms") || !strcmp(k, "session.timeout.ms") ||
+            !strcmp(k, "partition.assignment.strategy") || !strcmp(k, "max.poll.interval.ms") ||
+            !strcmp(k, "heartbeat.interval.ms") || !strcmp(k, "isolation.level"))
+            continue;
+        if (rd_kafka_conf_set(conf, k, cfg->kafka[i].value, e, sizeof e) != RD_KAFKA_CONF_OK) {
+            snprintf(errstr, errstr_size, "kafka.%s: %s", k, e);
+            rd_kafka_conf_destroy(conf);
+            free(r);
+            return BG_ERR_CONFIG;
+        }
+    }
+    static const char *defaults[][2] = {
+        {"enable.auto.commit", "false"},      {"enable.auto.offset.store", "false"},
+        {"enable.partition.eof", "true"},     {"isolation.level", "read_committed"},
+        {"auto.offset.reset", "earliest"},    {"queued.min.messages", "1000000"},
+        {"fetch.max.bytes", "52428800"},
+    };
+    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
+        rd_kafka_conf_set(conf, defaults[i][0], defaults[i][1], e, sizeof e);
+    r->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
+    if (!r->rk) {
+        snprintf(errstr, errstr_size, "cannot create the changelog reader: %s", e);
+        free(r);
+        return BG_ERR_KAFKA;
+    }
+    rd_kafka_poll_set_consumer(r->rk);
+    r->q = rd_kafka_queue_get_consumer(r->rk);
+    *out = r;
+    return BG_OK;
+}
+
+void bg_restorer_free(bg_restorer *r) {
+    if (!r)
+        return;
+    rd_kafka_queue_destroy(r->q);
+    rd_kafka_consumer_close(r->rk);
+    rd_kafka_destroy(r->rk);
+    free(r);
+}
+
+bg_err bg_restorer_start(bg_restorer *r, int32_t partition, int64_t *records, int64_t *high,
+                         char *errstr, size_t errstr_size) {
+    int64_t lo = -1, hi = -1;
+    const char *topic = r->cfg->topics[BG_TOPIC_STATE];
+    rd_kafka_resp_err_t err =
+        rd_kafka_query_watermark_offsets(r->rk, topic, partition, &lo, &hi, 10000);
+    if (err) {
+        snprintf(errstr, errstr_size, "changelog %s[%d]: cannot read its watermarks: %s", topic,
+                 partition, rd_kafka_err2str(err));
+        return BG_ERR_KAFKA;
+    }
+    *records = hi > lo ? hi - lo : 0;
+    *high = hi;
+    if (*records == 0)
+        return BG_OK;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = lo;
+    rd_kafka_error_t *e = rd_kafka_incremental_assign(r->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        snprintf(errstr, errstr_size, "changelog %s[%d]: cannot assign: %s", topic, partition,
+                 rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        return BG_ERR_KAFKA;
+    }
+    return BG_OK;
+}
+
+void bg_restorer_stop(bg_restorer *r, int32_t partition) {
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (rd_kafka_assignment(r->rk, &a))
+        return;
+    bool have = rd_kafka_topic_partition_list_find(a, r->cfg->topics[BG_TOPIC_STATE], partition);
+    rd_kafka_topic_partition_list_destroy(a);
+    if (!have)
+        return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, r->cfg->topics[BG_TOPIC_STATE], partition);
+    rd_kafka_error_t *e = rd_kafka_incremental_unassign(r->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        bg_warn("changelog reader: unassign [%d]: %s", partition, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+}
+
+rd_kafka_message_t *bg_restorer_poll(bg_restorer *r, int timeout_ms) {
+    return rd_kafka_consume_queue(r->q, timeout_ms);
+}

@@ -57,3 +57,30 @@ bg_err bg_changelog_decode(const void *buf, size_t len, bg_changelog_rec *rec, b
 bool bg_changelog_parse_offsets(const void *v, size_t len, int64_t next[3]);
 
 #endif
+
+/* ---- restore reader ----------------------------------------------------------
+ *
+ * A group-less consumer of topics.state (read_committed, partition EOF
+ * reported) that reads changelog partitions from their beginning to their
+ * end, several at once, incrementally: the pipeline polls it between its
+ * batches, so the tasks that are not restoring keep running. */
+#include <stdbool.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "config.h"
+
+typedef struct bg_restorer bg_restorer;
+
+bg_err bg_restorer_new(const bg_config *cfg, bg_restorer **out, char *errstr, size_t errstr_size);
+void bg_restorer_free(bg_restorer *r); /* NULL is a no-op */
+/* Start reading partition from its beginning. *records: how many records it
+ * holds (high - low watermark); 0 means there is nothing to restore and the
+ * partition was not added. */
+bg_err bg_restorer_start(bg_restorer *r, int32_t partition, int64_t *records, int64_t *high,
+                         char *errstr, size_t errstr_size);
+/* Stop reading partition (its restore is done or it was revoked). */
+void bg_restorer_stop(bg_restorer *r, int32_t partition);
+/* The next message or event (RD_KAFKA_RESP_ERR__PARTITION_EOF), or NULL
+ * after timeout_ms. Caller destroys it. */
+rd_kafka_message_t *bg_restorer_poll(bg_restorer *r, int timeout_ms);
