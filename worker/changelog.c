@@ -265,6 +265,9 @@ bg_err bg_restorer_new(const bg_config *cfg, bg_restorer **out, char *errstr, si
         {"enable.partition.eof", "true"},     {"isolation.level", "read_committed"},
         {"auto.offset.reset", "earliest"},    {"queued.min.messages", "1000000"},
         {"fetch.max.bytes", "52428800"},
+        /* librdkafka wants a group for its consumer queue and incremental
+         * assignment; this one never subscribes and never commits */
+        {"group.id", "burstguard-changelog-reader"},
     };
     for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
         rd_kafka_conf_set(conf, defaults[i][0], defaults[i][1], e, sizeof e);
@@ -276,6 +279,11 @@ bg_err bg_restorer_new(const bg_config *cfg, bg_restorer **out, char *errstr, si
     }
     rd_kafka_poll_set_consumer(r->rk);
     r->q = rd_kafka_queue_get_consumer(r->rk);
+    if (!r->q) {
+        snprintf(errstr, errstr_size, "the changelog reader has no consumer queue");
+        bg_restorer_free(r);
+        return BG_ERR_KAFKA;
+    }
     *out = r;
     return BG_OK;
 }
@@ -283,7 +291,8 @@ bg_err bg_restorer_new(const bg_config *cfg, bg_restorer **out, char *errstr, si
 void bg_restorer_free(bg_restorer *r) {
     if (!r)
         return;
-    rd_kafka_queue_destroy(r->q);
+    if (r->q)
+        rd_kafka_queue_destroy(r->q);
     rd_kafka_consumer_close(r->rk);
     rd_kafka_destroy(r->rk);
     free(r);

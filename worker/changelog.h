@@ -60,7 +60,7 @@ bool bg_changelog_parse_offsets(const void *v, size_t len, int64_t next[3]);
 
 /* ---- restore reader ----------------------------------------------------------
  *
- * A group-less consumer of topics.state (read_committed, partition EOF
+ * A consumer of topics.state that never subscribes or commits (read_committed, partition EOF
  * reported) that reads changelog partitions from their beginning to their
  * end, several at once, incrementally: the pipeline polls it between its
  * batches, so the tasks that are not restoring keep running. */
