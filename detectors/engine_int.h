@@ -7,6 +7,7 @@
 #include "cms.h"
 #include "engine.h"
 #include "ident.h"
+#include "snapshot.h"
 
 struct bg_engine {
     const bg_policy *policy;
@@ -23,6 +24,23 @@ struct bg_engine {
     bg_stack_params stack; /* change-point stack defaults (series_stack.h) */
     const bg_envset *live; /* envelopes from the envelopes topic, or NULL */
     bg_engine_stats st;
+    /* state that survives (engine.c, "store") */
+    bg_engine_limits lim;
+    uint64_t id_bytes;       /* identity state: structs, names, heap parts (tracked) */
+    uint64_t *dirty;         /* hashes of identities as they became dirty, oldest first */
+    size_t n_dirty, cap_dirty;
+    uint64_t n_dirty_ids;    /* identities with BG_IDENT_DIRTY set */
+    bool part_dirty;         /* sketches or owner grants changed since the partition record */
+    char **evicted;          /* ring of evicted identity names awaiting their tombstones */
+    size_t ev_head, ev_count, ev_cap;
+    size_t sweep;            /* idle-TTL cursor into slots */
+    uint64_t sweep_credit;   /* slots the next tick may visit */
+    uint64_t burst_seq;      /* ONSETs so far: bg_burst.seq */
+    bool bursts_unsorted;    /* a restore linked bursts out of seq order */
+    char **rstr;             /* reason strings interned for restored bursts */
+    uint32_t n_rstr;
+    bg_snap_buf sbuf;        /* the snapshot being handed out */
+    bg_engine_state_stats sst;
 };
 
 /* A signal for the burst state machine. */
