@@ -355,6 +355,10 @@ bg_err bg_emitter_changelog(bg_emitter *em, int32_t partition, const char *ident
 
 bool bg_emitter_transactional(const bg_emitter *em) { return em->txn; }
 
+bool bg_emitter_fatal(bg_emitter *em, char *why, size_t why_size) {
+    return rd_kafka_fatal_error(em->rk, why, why_size) != RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
 static bg_txn_result txn_fail(bg_emitter *em, rd_kafka_error_t *e, const char *what, char *why,
                               size_t why_size) {
     bool fatal = rd_kafka_error_is_fatal(e) || !rd_kafka_error_txn_requires_abort(e);

@@ -66,6 +66,8 @@ bg_txn_result bg_emitter_commit(bg_emitter *em, rd_kafka_t *consumer,
 /* exactly_once: abort the open transaction and open the next. */
 bg_txn_result bg_emitter_abort(bg_emitter *em, char *why, size_t why_size);
 bool bg_emitter_transactional(const bg_emitter *em);
+/* The producer hit a fatal error (fenced, among others): its reason in why. */
+bool bg_emitter_fatal(bg_emitter *em, char *why, size_t why_size);
 /* The transactional.id worker.transactional_id or derived from group and
  * instance: <group>-<group.instance.id>, else <group>-<hostname>-<pid>. */
 void bg_emitter_transactional_id(const bg_config *cfg, const char *group_id, char *buf,

@@ -864,6 +864,29 @@ static bg_err rebuild_all(pipe_t *p, char *errstr, size_t errstr_size) {
     return bg_consumer_rewind(p->consumer, NULL, 0, errstr, errstr_size);
 }
 
+static bg_err fenced(pipe_t *p, const char *why, char *errstr, size_t errstr_size) {
+    char tid[256];
+    bg_emitter_transactional_id(p->o->cfg, p->o->group_id, tid, sizeof tid);
+    snprintf(errstr, errstr_size,
+             "transactional producer %s fenced or failed (another instance has taken over): %s",
+             tid, why);
+    return BG_ERR_KAFKA;
+}
+
+/* exactly_once: producing failed inside the open transaction. An abortable
+ * state aborts it and rebuilds; a fatal one (fenced) ends the worker. */
+static bg_err recover_produce(pipe_t *p, char *errstr, size_t errstr_size) {
+    char why[512];
+    if (bg_emitter_fatal(p->emitter, why, sizeof why))
+        return fenced(p, why, errstr, errstr_size);
+    bg_warn("producing failed inside the transaction (%s): aborting it", errstr);
+    if (bg_emitter_abort(p->emitter, why, sizeof why) == BG_TXN_FATAL)
+        return fenced(p, why, errstr, errstr_size);
+    p->txn_aborts++;
+    p->txn_t0 = now_s();
+    return rebuild_all(p, errstr, errstr_size);
+}
+
 /* Commit the open transaction: changelog, offsets, commit. */
 static bg_err commit_txn(pipe_t *p, char *errstr, size_t errstr_size) {
     bg_err err = write_changelog(p);
@@ -889,12 +912,7 @@ static bg_err commit_txn(pipe_t *p, char *errstr, size_t errstr_size) {
         p->rebuild = true;
         return BG_OK;
     }
-    char tid[256];
-    bg_emitter_transactional_id(p->o->cfg, p->o->group_id, tid, sizeof tid);
-    snprintf(errstr, errstr_size,
-             "transactional producer %s fenced or failed (another instance has taken over): %s",
-             tid, why);
-    return BG_ERR_KAFKA;
+    return fenced(p, why, errstr, errstr_size);
 }
 
 static void before_revoke(void *opaque, bool lost) {
@@ -1101,6 +1119,8 @@ bg_err bg_pipeline_run(const bg_pipeline_opts *o, bg_pipeline_stats *st, char *e
                 }
             }
         }
+        if (err == BG_ERR_KAFKA && p.eos)
+            err = recover_produce(&p, errstr, errstr_size);
         rd_kafka_topic_partition_list_destroy(store);
         store = NULL;
         double now = now_s();

@@ -23,7 +23,7 @@ static inline bg_event s_usage(const char *who, double at_min, const char *dest,
     bg_event ev;
     memset(&ev, 0, sizeof ev);
     ev.kind = BG_EV_USAGE;
-    snprintf(idbuf, 64, "u-%s-%.2f-%s", who + 15, at_min, dest);
+    snprintf(idbuf, 64, "u-%.24s-%.2f-%.16s", who + 15, at_min, dest);
     ev.event_id = h_s(idbuf);
     ev.identity = h_s(who);
     ev.owner = h_s("team-t");
@@ -237,3 +237,75 @@ static inline size_t s_grep_count(const char *file, const char *needle) {
 }
 
 #endif
+
+/* ---- the HTTP endpoint ---- */
+#include <curl/curl.h>
+
+typedef struct s_body {
+    char *p;
+    size_t n;
+} s_body;
+
+static inline size_t s_on_data(char *d, size_t sz, size_t nm, void *u) {
+    s_body *b = u;
+    char *np = realloc(b->p, b->n + sz * nm + 1);
+    if (!np)
+        return 0;
+    b->p = np;
+    memcpy(b->p + b->n, d, sz * nm);
+    b->n += sz * nm;
+    b->p[b->n] = 0;
+    return sz * nm;
+}
+
+/* GET path; the body in b (caller frees b->p). Returns the status, 0 on failure. */
+static inline long s_get(unsigned port, const char *path, s_body *b) {
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", port, path);
+    CURL *c = curl_easy_init();
+    memset(b, 0, sizeof *b);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    long code = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(c);
+    return code;
+}
+
+/* Value of one series ("name{labels} ") in a /metrics body, or -1. */
+static inline double s_sample(const char *text, const char *series) {
+    const char *at = text ? strstr(text, series) : NULL;
+    while (at && at != text && at[-1] != '\n')
+        at = strstr(at + 1, series);
+    return at ? strtod(at + strlen(series), NULL) : -1;
+}
+
+static inline double s_metric(unsigned port, const char *series) {
+    s_body b;
+    double v = -1;
+    if (s_get(port, "/metrics", &b) == 200)
+        v = s_sample(b.p, series);
+    free(b.p);
+    return v;
+}
+
+static inline unsigned s_port_from_log(const char *log) {
+    for (int i = 0; i < 150; i++) {
+        FILE *f = fopen(log, "r");
+        char line[2048];
+        while (f && fgets(line, sizeof line, f)) {
+            const char *m = strstr(line, "serving /metrics /healthz /readyz on port ");
+            if (m) {
+                fclose(f);
+                return (unsigned)strtoul(m + 42, NULL, 10);
+            }
+        }
+        if (f)
+            fclose(f);
+        usleep(100000);
+    }
+    return 0;
+}
