@@ -51,6 +51,21 @@ static inline bg_event s_secret(const char *who, double at_min, const char *id) 
     return ev;
 }
 
+/* Topic names are prefixed with this (the real-broker test uses fresh topics). */
+static char s_prefix[64];
+
+static inline int s_produce_event(rd_kafka_t *p, bg_codec *c, int32_t id, const bg_event *ev) {
+    static const char *topics[] = {"nhi.usage.v1", "nhi.secrets.v1", "nhi.toolcalls.v1"};
+    char topic[128];
+    snprintf(topic, sizeof topic, "%s%s", s_prefix, topics[ev->kind]);
+    bg_buf b = {0};
+    if (bg_codec_encode_event(c, id, ev, &b))
+        return -1;
+    int r = h_produce(p, topic, ev->identity.ptr, ev->identity.len, b.data, b.len);
+    bg_buf_free(&b);
+    return r;
+}
+
 static inline const char *s_ident(int i) {
     static char names[256][48];
     snprintf(names[i & 255], sizeof names[0], "spiffe://t/svc/id-%03d", i);
@@ -72,14 +87,14 @@ static inline int s_produce_phase(rd_kafka_t **ps, int nps, bg_codec *codec, int
             for (int m = 0; m < 95; m += 2)
                 for (int i = 0; i < n; i++) {
                     bg_event ev = s_usage(s_ident(i), m, "known.example", 5, idb);
-                    if (h_produce_event(p, codec, 1, &ev))
+                    if (s_produce_event(p, codec, 1, &ev))
                         return -1;
                 }
             for (int i = 0; i < n; i++) {
                 char sid[64];
                 snprintf(sid, sizeof sid, "sec-%03d", i);
                 bg_event ev = s_secret(s_ident(i), 95, sid);
-                if (h_produce_event(p, codec, 2, &ev))
+                if (s_produce_event(p, codec, 2, &ev))
                     return -1;
             }
         } else if (phase == 2) {
@@ -87,12 +102,12 @@ static inline int s_produce_phase(rd_kafka_t **ps, int nps, bg_codec *codec, int
                 bg_event ev;
                 if (i % 2 == 0) {
                     ev = s_usage(s_ident(i), 100, "exfil.example", 1, idb);
-                    if (h_produce_event(p, codec, 1, &ev))
+                    if (s_produce_event(p, codec, 1, &ev))
                         return -1;
                 } else {
                     for (int k = 0; k < 3; k++) {
                         ev = s_usage(s_ident(i), 100 + k * 0.2, "known.example", 100, idb);
-                        if (h_produce_event(p, codec, 1, &ev))
+                        if (s_produce_event(p, codec, 1, &ev))
                             return -1;
                     }
                 }
@@ -100,14 +115,14 @@ static inline int s_produce_phase(rd_kafka_t **ps, int nps, bg_codec *codec, int
             for (int m = 102; m <= 110; m += 2)
                 for (int i = 0; i < n; i++) {
                     bg_event ev = s_usage(s_ident(i), m, "known.example", 5, idb);
-                    if (h_produce_event(p, codec, 1, &ev))
+                    if (s_produce_event(p, codec, 1, &ev))
                         return -1;
                 }
         } else {
             for (int m = 112; m <= 130; m += 2)
                 for (int i = 0; i < n; i++) {
                     bg_event ev = s_usage(s_ident(i), m, "known.example", 5, idb);
-                    if (h_produce_event(p, codec, 1, &ev))
+                    if (s_produce_event(p, codec, 1, &ev))
                         return -1;
                 }
         }
