@@ -123,6 +123,8 @@ bg_err bg_consumer_new(const bg_config *cfg, const char *group_id, const bg_cons
     const char *instance = bg_config_instance_id(cfg);
     if (instance && !bg_config_kafka(cfg, "group.instance.id"))
         rd_kafka_conf_set(conf, "group.instance.id", instance, e, sizeof e);
+    if (instance)
+        bg_info("static membership: group.instance.id=%s", instance);
     for (size_t i = 0; i < cfg->n_kafka; i++) {
         const char *k = cfg->kafka[i].key;
         /* producer-only properties belong to the emitter */

@@ -9,7 +9,7 @@
 #define S_T0 1795996800000LL
 #define S_MIN 60000LL
 
-static const char *s_policy_yaml =
+static const char *const s_policy_yaml __attribute__((unused)) =
     "windows: {bucket: 60s, correlation: 15m, learning_period: 1h}\n"
     "classes:\n"
     "  - name: svc\n"
@@ -52,7 +52,7 @@ static inline bg_event s_secret(const char *who, double at_min, const char *id) 
 }
 
 /* Topic names are prefixed with this (the real-broker test uses fresh topics). */
-static char s_prefix[64];
+static char s_prefix[64] __attribute__((unused));
 
 static inline int s_produce_event(rd_kafka_t *p, bg_codec *c, int32_t id, const bg_event *ev) {
     static const char *topics[] = {"nhi.usage.v1", "nhi.secrets.v1", "nhi.toolcalls.v1"};
