@@ -14,6 +14,8 @@
  *    decode + restore from memory, without Kafka, to show where the bound is.
  *
  * usage: bench_eos [RUNS=3] [IDS=200000] [PARTS=16]
+ * env: BENCH_EOS_NO_THROUGHPUT=1 skips part 1; BENCH_EOS_RESTORE_SET=key=value adds one
+ * config override for the changelog reader (e.g. kafka.max.partition.fetch.bytes=16777216).
  * Prints a table and a checksum (verdicts of every run, identities restored). */
 #include <inttypes.h>
 #include <signal.h>
@@ -197,7 +199,7 @@ int main(int argc, char **argv) {
     uint64_t events = 0, verdicts = 0, check = 0;
     if (runs > 32)
         runs = 32;
-    for (int r = 0; r < runs; r++) {
+    for (int r = 0; r < runs && !getenv("BENCH_EOS_NO_THROUGHPUT"); r++) {
         alo[r] = run_pipeline(bs, policy_path, false, 2 * r, mc, &events, &verdicts);
         check += verdicts;
         eos[r] = run_pipeline(bs, policy_path, true, 2 * r + 1, mc, &events, &verdicts);
@@ -258,9 +260,10 @@ int main(int argc, char **argv) {
     char set_bs[200], set_topic[80];
     snprintf(set_bs, sizeof set_bs, "kafka.bootstrap.servers=%s", bs);
     snprintf(set_topic, sizeof set_topic, "topics.state=%s", st_topic);
-    const char *sets[] = {set_bs, set_topic};
+    const char *extra = getenv("BENCH_EOS_RESTORE_SET");
+    const char *sets[] = {set_bs, set_topic, extra ? extra : "kafka.client.id=bench"};
     bg_config cfg;
-    if (bg_config_load(NULL, sets, 2, &cfg, e, sizeof e))
+    if (bg_config_load(NULL, sets, 3, &cfg, e, sizeof e))
         die("config", e);
     bg_restorer *rs;
     if (bg_restorer_new(&cfg, &rs, e, sizeof e))
