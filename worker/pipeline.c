@@ -641,6 +641,7 @@ static void update_metrics(pipe_t *p, double batch_s, double now) {
 
 typedef struct snap_ctx {
     pipe_t *p;
+    task *t;
     int32_t partition;
     char offsets[80];
 } snap_ctx;
@@ -667,8 +668,23 @@ static bg_err write_snapshot(void *opaque, const char *identity, size_t identity
                  bg_err_str(err));
         return err;
     }
+    /* An identity restored in this incarnation holds its events below its
+     * snapshot's offsets even on inputs this task has not read yet */
+    const char *offsets = c->offsets;
+    char own[80];
+    skip_ent *se = c->t->skip.n ? skip_find(&c->t->skip, identity, identity_len,
+                                            hash_id(identity, identity_len))
+                                : NULL;
+    if (se) {
+        int64_t o[3];
+        for (int k = 0; k < 3; k++)
+            o[k] = se->off[k] > c->t->applied_next[k] ? se->off[k] : c->t->applied_next[k];
+        snprintf(own, sizeof own, "%lld,%lld,%lld", (long long)o[0], (long long)o[1],
+                 (long long)o[2]);
+        offsets = own;
+    }
     err = bg_emitter_changelog(p->emitter, c->partition, identity, identity_len, p->snap.data,
-                               p->snap.len, c->offsets);
+                               p->snap.len, offsets);
     if (!err)
         p->snapshots_written++;
     return err;
@@ -683,7 +699,7 @@ static bg_err write_changelog(pipe_t *p) {
         task *tk = &p->tasks[t];
         if (!tk->engine || tk->restore != RESTORE_DONE)
             continue;
-        snap_ctx c = {.p = p, .partition = t};
+        snap_ctx c = {.p = p, .t = tk, .partition = t};
         snprintf(c.offsets, sizeof c.offsets, "%lld,%lld,%lld", (long long)tk->applied_next[0],
                  (long long)tk->applied_next[1], (long long)tk->applied_next[2]);
         bg_err err = bg_engine_take_evicted(tk->engine, write_tombstone, &c);
@@ -787,6 +803,18 @@ static bg_err restore_step(pipe_t *p, char *errstr, size_t errstr_size) {
         return BG_OK;
     double end = now_s() + 0.2;
     int timeout = (int)p->o->cfg->batch_max_ms;
+    static double logged;
+    if (end - logged >= 5.0) { /* progress of long restores */
+        logged = end;
+        for (int32_t i = 0; i < p->n_tasks; i++) {
+            const task *t = &p->tasks[i];
+            if (t->restore == RESTORE_RUNNING && end - t->restore_t0 >= 5.0)
+                bg_info("task %d: restoring, %lld of %lld changelog records read, %llu "
+                        "identities, %.0f s",
+                        i, (long long)t->restore_read, (long long)t->restore_records,
+                        (unsigned long long)t->restored, end - t->restore_t0);
+        }
+    }
     for (size_t n = 0; n < 200000; n++) {
         rd_kafka_message_t *m = bg_restorer_poll(p->restorer, n ? 0 : timeout);
         if (!m)

@@ -137,8 +137,27 @@ static void test_commits_aborts_fencing(void **state) {
     rd_kafka_destroy(p);
 }
 
+/* The changelog must be co-partitioned with the inputs: a state topic with
+ * another partition count, or none, is refused at start (exit 2, one line). */
+static void test_state_topic_checked(void **state) {
+    (void)state;
+    assert_int_equal(rd_kafka_mock_topic_create(bg_mock_cluster(mock), "bad.state", 3, 1), 0);
+    char *argv[] = {(char *)h_bin(), "run", "--config", "eos.yaml", "--set",
+                    "topics.state=bad.state", NULL};
+    assert_int_equal(h_wait(h_spawn(argv, -1, "bad1.log"), 30), 2);
+    assert_int_equal(s_grep_count("bad1.log", "burstguard: state topic 'bad.state' has 3 "
+                                              "partitions but the input topics have 4"),
+                     1);
+    argv[5] = "topics.state=no.such.state";
+    assert_int_equal(h_wait(h_spawn(argv, -1, "bad2.log"), 30), 2);
+    assert_int_equal(s_grep_count("bad2.log", "burstguard: state topic 'no.such.state' does not "
+                                              "exist"),
+                     1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_state_topic_checked),
         cmocka_unit_test(test_commits_aborts_fencing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
