@@ -81,8 +81,12 @@ static void test_commits_aborts_fencing(void **state) {
     assert_true(port > 0);
     assert_int_equal(s_produce_phase(&p, 1, codec, 1, N_IDS), 0);
 
-    /* transactions commit, one per interval */
+    /* transactions commit, one per interval, and phase 1 reaches the changelog */
     assert_true(wait_metric(port, "burstguard_transactions_total{result=\"commit\"} ", 3, 30) >= 3);
+    double end = h_now() + 30;
+    while (h_now() < end && s_distinct_keys(bg_mock_bootstrap(mock), "burstguard.state.v1") < N_IDS)
+        usleep(300000);
+    assert_true(s_distinct_keys(bg_mock_bootstrap(mock), "burstguard.state.v1") >= N_IDS);
     assert_true(s_grep_count("eos1.log", "exactly-once: transactional.id eos-test-1") == 1);
 
     /* an abortable error: the next transaction that adds a partition aborts */
@@ -99,7 +103,7 @@ static void test_commits_aborts_fencing(void **state) {
     /* nothing lost, nothing spurious (distinct outputs; the mock shows
      * aborted ones too, so raw duplicates are expected here) */
     s_outs v = {0}, r = {0};
-    double end = h_now() + 40;
+    end = h_now() + 40;
     while (h_now() < end) {
         assert_int_equal(s_read(bg_mock_bootstrap(mock), "nhi.verdicts.v1", true, &v), 0);
         assert_int_equal(s_read(bg_mock_bootstrap(mock), "nhi.revocations.v1", false, &r), 0);
