@@ -1164,6 +1164,21 @@ bg_err bg_pipeline_run(const bg_pipeline_opts *o, bg_pipeline_stats *st, char *e
             break;
     }
     st->busy_s = last - first;
+    {
+        uint64_t restored = p.gone_restored, refused = p.gone_refused + p.restore_refused;
+        for (int32_t t = 0; p.tasks && t < p.n_tasks; t++)
+            if (p.tasks[t].engine) {
+                bg_engine_state_stats ss;
+                bg_engine_state_stats_get(p.tasks[t].engine, &ss);
+                restored += ss.restored;
+                refused += ss.snapshots_refused;
+            }
+        st->restored = restored;
+        st->snapshots_refused = refused;
+        st->replay_skipped = p.replay_skipped;
+        st->changelog_snapshots = p.snapshots_written;
+        st->changelog_tombstones = p.tombstones_written;
+    }
     if (!err)
         bg_info("stopping: flushing outputs and committing offsets");
     if (!err && p.eos && p.emitter) {
@@ -1180,6 +1195,8 @@ bg_err bg_pipeline_run(const bg_pipeline_opts *o, bg_pipeline_stats *st, char *e
         for (int32_t t = 0; t < p.n_tasks; t++)
             for (int k = 0; k < 3; k++)
                 fifo_clear(&p.tasks[t].in[k]);
+    st->txn_commits = p.txn_commits;
+    st->txn_aborts = p.txn_aborts;
     bg_restorer_free(p.restorer);
     p.restorer = NULL;
     bg_consumer_free(p.consumer);
