@@ -151,7 +151,12 @@ static void test_flood_then_restore(void **state) {
     double refused = s_metric(port, "burstguard_snapshots_refused_total ");
     fprintf(stderr, "restart: %.0f identities restored, %.0f snapshots refused\n", restored,
             refused);
-    assert_true(restored >= 1 && restored <= 200);
+    /* a snapshot written before its identity's eviction is restored, then
+     * forgotten by the tombstone that follows it: only the survivors stay */
+    double held = s_metric(port, "burstguard_identities ");
+    fprintf(stderr, "restart: %.0f identities held after the restore\n", held);
+    assert_true(restored >= 1);
+    assert_true(held >= 1 && held <= 200);
     assert_true(refused >= 2);
     assert_int_equal(s_metric(port, "burstguard_restore_remaining_records{partition=\"0\"} "), 0);
     assert_int_equal(s_metric(port, "burstguard_restore_remaining_records{partition=\"1\"} "), 0);
