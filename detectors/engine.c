@@ -76,12 +76,26 @@ const char *bg_engine_owner(const bg_engine *e, const bg_ident *id) {
     return id->owner ? e->owners[id->owner - 1] : NULL;
 }
 
+/* Owners are found through a small open-addressing index of their hashes
+ * (slot = owner index + 1, 0 = empty, load <= 1/2), so interning costs the
+ * same with ten owners or ten thousand (a restore interns one per identity). */
+static void owner_index_put(bg_engine *e, uint32_t k) {
+    const char *o = e->owners[k];
+    size_t j = (size_t)bg_hash64(o, strlen(o), BG_SEED_IDENTITY) & (e->cap_owner_idx - 1);
+    while (e->owner_idx[j])
+        j = (j + 1) & (e->cap_owner_idx - 1);
+    e->owner_idx[j] = k + 1;
+}
+
 static bg_err owner_intern(bg_engine *e, bg_str owner, uint32_t *out) {
-    for (uint32_t i = 0; i < e->n_owners; i++)
-        if (str_is(owner, e->owners[i])) {
-            *out = i + 1;
-            return BG_OK;
-        }
+    uint64_t h = bg_hash64(owner.ptr, owner.len, BG_SEED_IDENTITY);
+    if (e->cap_owner_idx)
+        for (size_t j = (size_t)h & (e->cap_owner_idx - 1); e->owner_idx[j];
+             j = (j + 1) & (e->cap_owner_idx - 1))
+            if (str_is(owner, e->owners[e->owner_idx[j] - 1])) {
+                *out = e->owner_idx[j];
+                return BG_OK;
+            }
     if (e->n_owners == e->cap_owners) {
         uint32_t nc = e->cap_owners ? e->cap_owners * 2 : 16;
         char **no = realloc(e->owners, nc * sizeof *no);
@@ -98,6 +112,17 @@ static bg_err owner_intern(bg_engine *e, bg_str owner, uint32_t *out) {
         e->owner_grants = ng;
         e->cap_owners = nc;
     }
+    if ((e->n_owners + 1) * 2 > e->cap_owner_idx) {
+        uint32_t nc = e->cap_owner_idx ? e->cap_owner_idx * 2 : 32;
+        uint32_t *ni = calloc(nc, sizeof *ni);
+        if (!ni)
+            return BG_ERR_NOMEM;
+        free(e->owner_idx);
+        e->owner_idx = ni;
+        e->cap_owner_idx = nc;
+        for (uint32_t k = 0; k < e->n_owners; k++)
+            owner_index_put(e, k);
+    }
     e->owner_hour[e->n_owners] = INT64_MIN;
     e->owner_grants[e->n_owners] = 0;
     char *d = malloc((size_t)owner.len + 1);
@@ -106,6 +131,7 @@ static bg_err owner_intern(bg_engine *e, bg_str owner, uint32_t *out) {
     memcpy(d, owner.ptr, owner.len);
     d[owner.len] = 0;
     e->owners[e->n_owners++] = d;
+    owner_index_put(e, e->n_owners - 1);
     *out = e->n_owners;
     return BG_OK;
 }
@@ -139,15 +165,25 @@ static void src_reset(bg_ident *id) {
     }
 }
 
+/* The slot holding the identity, or the empty slot that ends its probe
+ * sequence (where an insert goes); *found tells which. e->cap > 0. */
+static size_t probe(const bg_engine *e, const char *name, size_t len, uint64_t h,
+                    bg_ident **found) {
+    size_t j = (size_t)h & (e->cap - 1);
+    for (bg_ident *id; (id = e->slots[j]) != NULL; j = (j + 1) & (e->cap - 1))
+        if (id->hash == h && !strncmp(id->identity, name, len) && id->identity[len] == 0) {
+            *found = id;
+            return j;
+        }
+    *found = NULL;
+    return j;
+}
+
 static bg_ident *ident_find(const bg_engine *e, const char *name, size_t len, uint64_t h) {
-    if (!e->cap)
-        return NULL;
-    for (size_t j = (size_t)h & (e->cap - 1); e->slots[j]; j = (j + 1) & (e->cap - 1)) {
-        bg_ident *id = e->slots[j];
-        if (id->hash == h && !strncmp(id->identity, name, len) && id->identity[len] == 0)
-            return id;
-    }
-    return NULL;
+    bg_ident *id = NULL;
+    if (e->cap)
+        (void)probe(e, name, len, h, &id);
+    return id;
 }
 
 /* Bytes an identity holds besides its struct and name (what events change). */
@@ -175,24 +211,18 @@ static size_t ident_fixed_bytes(const bg_ident *id) {
     return sizeof *id + strlen(id->identity) + 1;
 }
 
-static void table_put(bg_engine *e, bg_ident *id) {
-    size_t j = (size_t)id->hash & (e->cap - 1);
-    while (e->slots[j])
-        j = (j + 1) & (e->cap - 1);
-    e->slots[j] = id;
-}
-
 static bg_err ident_get(bg_engine *e, bg_str identity, int64_t t, bg_ident **out) {
     uint64_t h = bg_hash64(identity.ptr, identity.len, BG_SEED_IDENTITY);
-    bg_ident *found = ident_find(e, identity.ptr, identity.len, h);
-    if (found) {
-        *out = found;
-        return BG_OK;
-    }
     if ((e->count + 1) * 10 > e->cap * 7) {
         bg_err err = table_grow(e);
         if (err)
             return err;
+    }
+    bg_ident *found;
+    size_t slot = probe(e, identity.ptr, identity.len, h, &found);
+    if (found) {
+        *out = found;
+        return BG_OK;
     }
     bg_ident *id = calloc(1, sizeof *id);
     if (!id)
@@ -209,7 +239,7 @@ static bg_err ident_get(bg_engine *e, bg_str identity, int64_t t, bg_ident **out
     id->first_seen_min = min < 0 ? 0 : min > UINT32_MAX ? UINT32_MAX : (uint32_t)min;
     id->bucket_start = floor_div(t, e->policy->bucket_ms) * e->policy->bucket_ms;
     src_reset(id);
-    table_put(e, id);
+    e->slots[slot] = id;
     e->count++;
     e->id_bytes += sizeof *id + (size_t)identity.len + 1;
     *out = id;
@@ -251,8 +281,10 @@ static void ident_drop(bg_engine *e, bg_ident *id, char **name) {
     table_delete(e, id);
     e->count--;
     e->id_bytes -= ident_fixed_bytes(id) + ident_var_bytes(id);
-    if (id->flags & BG_IDENT_DIRTY)
+    if (id->flags & BG_IDENT_DIRTY) {
+        e->dirty[id->dirty_at] = NULL;
         e->n_dirty_ids--;
+    }
     if (name) {
         *name = id->identity;
         id->identity = NULL;
@@ -275,49 +307,38 @@ static size_t total_bytes(const bg_engine *e) {
  * moved the identity's state to). */
 static int64_t last_active(const bg_ident *id) { return id->bucket_start + (int64_t)id->last_ms; }
 
-static bool dirty_compact(bg_engine *e);
+/* Squeezes out the entries of identities dropped while dirty. */
+static void dirty_compact(bg_engine *e) {
+    size_t w = 0;
+    for (size_t i = 0; i < e->n_dirty; i++)
+        if (e->dirty[i]) {
+            e->dirty[w] = e->dirty[i];
+            e->dirty[w]->dirty_at = (uint32_t)w;
+            w++;
+        }
+    e->n_dirty = w;
+}
 
 static bg_err mark_dirty(bg_engine *e, bg_ident *id) {
-    if (id->flags & BG_IDENT_DIRTY)
+    if ((id->flags & BG_IDENT_DIRTY) || e->no_dirty)
         return BG_OK;
-    if (e->n_dirty == e->cap_dirty && !(e->n_dirty > 2 * e->count + 1024 && dirty_compact(e))) {
+    if (e->n_dirty == e->cap_dirty && e->n_dirty > 2 * e->n_dirty_ids + 1024)
+        dirty_compact(e); /* at least half the entries were dropped ones */
+    if (e->n_dirty == e->cap_dirty) {
         size_t nc = e->cap_dirty ? e->cap_dirty * 2 : 1024;
-        uint64_t *nd = realloc(e->dirty, nc * sizeof *nd);
+        if (nc > UINT32_MAX)
+            return BG_ERR_NOMEM;
+        bg_ident **nd = realloc(e->dirty, nc * sizeof *nd);
         if (!nd)
             return BG_ERR_NOMEM;
         e->dirty = nd;
         e->cap_dirty = nc;
     }
-    e->dirty[e->n_dirty++] = id->hash;
+    id->dirty_at = (uint32_t)e->n_dirty;
+    e->dirty[e->n_dirty++] = id;
     id->flags |= BG_IDENT_DIRTY;
     e->n_dirty_ids++;
     return BG_OK;
-}
-
-/* Drops the entries of identities that are gone or clean (evicted, or
- * listed twice): one entry per dirty hash remains, in order. True when
- * that freed room. */
-static bool dirty_compact(bg_engine *e) {
-    size_t w = 0;
-    const size_t mask = e->cap - 1;
-    for (size_t i = 0; i < e->n_dirty; i++) {
-        uint64_t h = e->dirty[i];
-        bool keep = false;
-        for (size_t j = (size_t)h & mask; e->cap && e->slots[j]; j = (j + 1) & mask) {
-            bg_ident *id = e->slots[j];
-            if (id->hash == h && (id->flags & BG_IDENT_DIRTY) && !(id->flags & BG_IDENT_MARK)) {
-                id->flags |= BG_IDENT_MARK;
-                keep = true;
-            }
-        }
-        if (keep)
-            e->dirty[w++] = h;
-    }
-    e->n_dirty = w;
-    for (size_t i = 0; i < w; i++)
-        for (size_t j = (size_t)e->dirty[i] & mask; e->slots[j]; j = (j + 1) & mask)
-            e->slots[j]->flags &= (uint16_t)~BG_IDENT_MARK;
-    return e->n_dirty < e->cap_dirty;
 }
 
 /* Queues an evicted identity's name for its tombstone (takes ownership). */
@@ -460,8 +481,8 @@ static bg_err enforce_bounds(bg_engine *e) {
  * the table. Backward-shift deletion moves entries only into the hole at
  * the cursor or after it, so re-reading the cursor's slot misses nothing. */
 static void sweep_idle(bg_engine *e) {
-    if (!e->cap || e->lim.idle_ttl_ms <= 0 || e->st.watermark == INT64_MIN)
-        return;
+    if (!e->cap || e->lim.idle_ttl_ms <= 0 || e->st.watermark < INT64_MIN + e->lim.idle_ttl_ms)
+        return; /* nothing can be that far behind yet */
     uint64_t budget = e->sweep_credit + 64;
     e->sweep_credit = 0;
     if (budget > e->cap)
@@ -696,6 +717,7 @@ void bg_engine_free(bg_engine *e) {
     for (uint32_t i = 0; i < e->n_owners; i++)
         free(e->owners[i]);
     free(e->owners);
+    free(e->owner_idx);
     free(e->owner_hour);
     free(e->owner_grants);
     free(e->slots);
@@ -1153,6 +1175,8 @@ void bg_engine_set_limits(bg_engine *e, const bg_engine_limits *l) {
     (void)enforce_bounds(e); /* a failed batch is retried on the next event */
 }
 
+void bg_engine_set_dirty_tracking(bg_engine *e, bool on) { e->no_dirty = !on; }
+
 void bg_engine_state_stats_get(const bg_engine *e, bg_engine_state_stats *st) {
     *st = e->sst;
     st->dirty = e->n_dirty_ids;
@@ -1195,8 +1219,13 @@ static void put_cms(bg_snap_buf *b, const bg_cms *c) {
     bg_snap_u32(b, w);
     bg_snap_u32(b, d);
     bg_snap_u64(b, bg_cms_total(c));
-    for (size_t i = 0; i < (size_t)w * d; i++)
-        bg_snap_u32(b, k[i]);
+    uint8_t *p = bg_snap_reserve(b, (size_t)w * d * 4);
+    for (size_t i = 0; p && i < (size_t)w * d; i++, p += 4) {
+        p[0] = (uint8_t)k[i];
+        p[1] = (uint8_t)(k[i] >> 8);
+        p[2] = (uint8_t)(k[i] >> 16);
+        p[3] = (uint8_t)(k[i] >> 24);
+    }
 }
 
 static bg_err encode_partition(bg_engine *e) {
@@ -1205,12 +1234,25 @@ static bg_err encode_partition(bg_engine *e) {
     bg_snap_u64(b, (uint64_t)e->st.stream_time);
     bg_snap_u64(b, (uint64_t)e->st.watermark);
     bg_snap_u64(b, e->burst_seq);
-    bg_snap_u32(b, e->n_owners);
-    for (uint32_t i = 0; i < e->n_owners; i++) {
+    /* only owners with grants count: the rest restart at 0 anyway; and no
+     * more than fit in half the record's cap (a flood of owners loses its
+     * counts, which then restart within the hour) */
+    size_t at = b->len;
+    bg_snap_u32(b, 0);
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < e->n_owners && n < BG_SNAPSHOT_MAX_OWNERS; i++) {
+        if (!e->owner_grants[i])
+            continue;
+        if (b->len > BG_SNAPSHOT_MAX / 2)
+            break;
         bg_snap_str16(b, e->owners[i]);
         bg_snap_u64(b, (uint64_t)e->owner_hour[i]);
         bg_snap_u32(b, e->owner_grants[i]);
+        n++;
     }
+    if (!b->oom)
+        for (int k = 0; k < 4; k++)
+            b->p[at + (size_t)k] = (uint8_t)(n >> (8 * k));
     put_cms(b, e->dest_pop);
     put_cms(b, e->bigram_pop);
     return bg_snap_finish(b);
@@ -1219,21 +1261,24 @@ static bg_err encode_partition(bg_engine *e) {
 bg_err bg_engine_snapshot_dirty(bg_engine *e, bg_engine_snapshot_fn fn, void *opaque) {
     bg_err err = BG_OK;
     size_t i = 0;
-    const size_t mask = e->cap - 1;
     for (; i < e->n_dirty; i++) {
-        const uint64_t h = e->dirty[i];
-        /* every identity with this hash that is still dirty (evicted ones are gone) */
-        for (size_t j = (size_t)h & mask; e->cap && e->slots[j]; j = (j + 1) & mask) {
-            bg_ident *id = e->slots[j];
-            if (id->hash != h || !(id->flags & BG_IDENT_DIRTY))
-                continue;
-            if ((err = encode_ident(e, id)) ||
-                (err = fn(opaque, id->identity, strlen(id->identity), e->sbuf.p, e->sbuf.len,
-                          last_active(id))))
-                goto stop;
-            id->flags &= (uint16_t)~BG_IDENT_DIRTY;
-            e->n_dirty_ids--;
-        }
+        bg_ident *id = e->dirty[i];
+        if (!id) /* dropped since it became dirty */
+            continue;
+        if ((err = encode_ident(e, id)) ||
+            (err = fn(opaque, id->identity, strlen(id->identity), e->sbuf.p, e->sbuf.len,
+                      last_active(id))))
+            break;
+        id->flags &= (uint16_t)~BG_IDENT_DIRTY;
+        e->n_dirty_ids--;
+    }
+    if (err) { /* the rest stays listed, in order */
+        memmove(e->dirty, e->dirty + i, (e->n_dirty - i) * sizeof *e->dirty);
+        e->n_dirty -= i;
+        for (size_t k = 0; k < e->n_dirty; k++)
+            if (e->dirty[k])
+                e->dirty[k]->dirty_at = (uint32_t)k;
+        return err;
     }
     e->n_dirty = 0;
     if (e->part_dirty) {
@@ -1244,10 +1289,6 @@ bg_err bg_engine_snapshot_dirty(bg_engine *e, bg_engine_snapshot_fn fn, void *op
         e->part_dirty = false;
     }
     return BG_OK;
-stop:
-    memmove(e->dirty, e->dirty + i, (e->n_dirty - i) * sizeof *e->dirty);
-    e->n_dirty -= i;
-    return err;
 }
 
 static const char *intern_reason(void *ctx, const char *s, size_t n) {
@@ -1414,9 +1455,12 @@ bg_err bg_engine_restore(bg_engine *e, const char *identity, size_t identity_len
         bg_snapshot_ident_free(id);
         return err;
     }
-    bg_ident *old = ident_find(e, identity, identity_len, id->hash);
-    if (old)
-        ident_drop(e, old, NULL);
+    bg_ident *old;
+    size_t slot = probe(e, identity, identity_len, id->hash, &old);
+    if (old) {
+        ident_drop(e, old, NULL); /* moves entries: probe again for the hole */
+        slot = probe(e, identity, identity_len, id->hash, &old);
+    }
     id->klass = class_by_view(e->policy, nm.klass);
     if (id->burst) {
         bg_burst *b = id->burst;
@@ -1430,7 +1474,7 @@ bg_err bg_engine_restore(bg_engine *e, const char *identity, size_t identity_len
         if (seq > e->burst_seq)
             e->burst_seq = seq;
     }
-    table_put(e, id);
+    e->slots[slot] = id;
     e->count++;
     e->id_bytes += ident_fixed_bytes(id) + ident_var_bytes(id);
     e->sst.restored++;

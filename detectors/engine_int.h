@@ -18,6 +18,8 @@ struct bg_engine {
     int64_t *owner_hour;    /* per owner: the clock hour its grant count is for */
     uint32_t *owner_grants; /* per owner: SERVICE_IDENTITY / OAUTH_GRANT issuances that hour */
     uint32_t n_owners, cap_owners;
+    uint32_t *owner_idx;    /* hash index of owners: owner index + 1, 0 = empty */
+    uint32_t cap_owner_idx; /* power of two, >= 2 * n_owners */
     bg_burst *bursts; /* open bursts */
     bg_cms *dest_pop;   /* identities per destination in this partition (rarity) */
     bg_cms *bigram_pop; /* identities per parent_tool->tool bigram */
@@ -27,10 +29,12 @@ struct bg_engine {
     /* state that survives (engine.c, "store") */
     bg_engine_limits lim;
     uint64_t id_bytes;       /* identity state: structs, names, heap parts (tracked) */
-    uint64_t *dirty;         /* hashes of identities as they became dirty, oldest first */
+    bg_ident **dirty;        /* identities as they became dirty, oldest first; NULL where one
+                                was dropped since (bg_ident.dirty_at is its index) */
     size_t n_dirty, cap_dirty;
-    uint64_t n_dirty_ids;    /* identities with BG_IDENT_DIRTY set */
+    uint64_t n_dirty_ids;    /* identities with BG_IDENT_DIRTY set (the non-NULL entries) */
     bool part_dirty;         /* sketches or owner grants changed since the partition record */
+    bool no_dirty;           /* dirty tracking off (bg_engine_set_dirty_tracking) */
     char **evicted;          /* ring of evicted identity names awaiting their tombstones */
     size_t ev_head, ev_count, ev_cap;
     size_t sweep;            /* idle-TTL cursor into slots */

@@ -14,7 +14,7 @@
  *     traces[2]                                8   fan-out under one trace counts once
  *     envelope usage, last_ms                 16   last_ms: the latest event in the bucket
  *     seen (bg_novel)                         40   <= 8 items inline, then <= 1 KiB heap
- *     src_first[3], src_span[3]               36   the current bucket's input offsets
+ *     src_first[3], src_span[3], dirty_at     40   the current bucket's input offsets
  *     recent*, burst*, det*                   24
  *   heap, when needed:
  *     det: the change-point stacks of 7 metrics, once the identity has been
@@ -60,7 +60,6 @@ typedef struct bg_detect {
 
 /* bg_ident.flags */
 #define BG_IDENT_DIRTY 1u /* changed since its last snapshot; listed in the engine's dirty list */
-#define BG_IDENT_MARK 2u  /* scratch bit of a single walk (dirty-list compaction) */
 
 #define BG_DETECT_AFTER 3u /* dense buckets in a row before an identity gets its detectors */
 
@@ -147,6 +146,8 @@ typedef struct bg_ident {
     bg_novel seen;          /* first-seen destinations, scopes, tool bigrams */
     int64_t src_first[3];   /* first input offset of the current bucket per input, -1 = none */
     uint32_t src_span[3];   /* last - first, saturating */
+    uint32_t dirty_at;      /* index in the engine's dirty list while BG_IDENT_DIRTY; fills
+                               what was padding */
     bg_recent *recent;      /* NULL unless something is within the correlation window */
     bg_burst *burst;        /* NULL unless a burst is open */
     bg_detect *det;         /* NULL until the identity has been dense BG_DETECT_AFTER buckets */

@@ -6,6 +6,7 @@
  * sees a complete state or none. */
 #include "snapshot.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,11 @@
 
 #define TIME_MAX 1000000000000000LL /* |event time| cap, ms (~31 700 years) */
 #define OFFSET_MAX (1LL << 62)
-#define FLOAT_MAX 1e30f             /* detector state beyond this is not ours */
+/* Detector floats are written saturated to +-FLOAT_MAX (NaN as 0) and read
+ * back only within it, so whatever the engine writes it reads back. Real
+ * state never comes near: metrics are < 2^32 a bucket and sigma floors at
+ * 1e-9, so |z| < 5e18; state near the cap can only have been forged. */
+#define FLOAT_MAX 1e30f
 #define REASON_STR_MAX 64u
 #define BLOOM_WORDS (BG_NOVEL_BLOOM_BITS / 64u)
 
@@ -57,22 +62,80 @@ static void put_le(bg_snap_buf *b, uint64_t v, size_t n) {
     bg_snap_put(b, t, n);
 }
 
-void bg_snap_u8(bg_snap_buf *b, uint8_t v) { bg_snap_put(b, &v, 1); }
-void bg_snap_u16(bg_snap_buf *b, uint16_t v) { put_le(b, v, 2); }
-void bg_snap_u32(bg_snap_buf *b, uint32_t v) { put_le(b, v, 4); }
-void bg_snap_u64(bg_snap_buf *b, uint64_t v) { put_le(b, v, 8); }
-static void put_i64(bg_snap_buf *b, int64_t v) { put_le(b, (uint64_t)v, 8); }
-
-static void put_f32(bg_snap_buf *b, float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    bg_snap_u32(b, u);
+void bg_snap_u8(bg_snap_buf *b, uint8_t v) {
+    bg_snap_put(b, &v, 1);
+}
+void bg_snap_u16(bg_snap_buf *b, uint16_t v) {
+    put_le(b, v, 2);
+}
+void bg_snap_u32(bg_snap_buf *b, uint32_t v) {
+    put_le(b, v, 4);
+}
+void bg_snap_u64(bg_snap_buf *b, uint64_t v) {
+    put_le(b, v, 8);
+}
+static void put_i64(bg_snap_buf *b, int64_t v) {
+    put_le(b, (uint64_t)v, 8);
 }
 
 static void put_f64(bg_snap_buf *b, double f) {
+    if (!isfinite(f)) /* never in real state; written so that it reads back */
+        f = f != f ? 0.0 : f > 0 ? 1e300 : -1e300;
     uint64_t u;
     memcpy(&u, &f, sizeof u);
     bg_snap_u64(b, u);
+}
+
+/* Fixed-size runs are written through a cursor into space reserved at
+ * once: one capacity check per run instead of one per field. */
+uint8_t *bg_snap_reserve(bg_snap_buf *b, size_t n) {
+    if (b->oom)
+        return NULL;
+    if (b->len + n > b->cap) {
+        size_t nc = b->cap ? b->cap : 1024;
+        while (nc < b->len + n)
+            nc *= 2;
+        uint8_t *np = realloc(b->p, nc);
+        if (!np) {
+            b->oom = 1;
+            return NULL;
+        }
+        b->p = np;
+        b->cap = nc;
+    }
+    b->len += n;
+    return b->p + b->len - n;
+}
+
+static inline uint8_t *w8(uint8_t *p, uint8_t v) {
+    *p = v;
+    return p + 1;
+}
+static inline uint8_t *w16(uint8_t *p, uint16_t v) {
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    return p + 2;
+}
+static inline uint8_t *w32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+    return p + 4;
+}
+static inline uint8_t *w64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+    return p + 8;
+}
+static inline uint8_t *wf32(uint8_t *p, float f) {
+    if (f != f)
+        f = 0.0f;
+    else if (f > FLOAT_MAX)
+        f = FLOAT_MAX;
+    else if (f < -FLOAT_MAX)
+        f = -FLOAT_MAX;
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return w32(p, u);
 }
 
 void bg_snap_str16(bg_snap_buf *b, const char *s) {
@@ -144,11 +207,21 @@ static uint64_t get_le(bg_snap_rd *r, size_t n) {
     return v;
 }
 
-uint8_t bg_snap_get_u8(bg_snap_rd *r) { return (uint8_t)get_le(r, 1); }
-uint16_t bg_snap_get_u16(bg_snap_rd *r) { return (uint16_t)get_le(r, 2); }
-uint32_t bg_snap_get_u32(bg_snap_rd *r) { return (uint32_t)get_le(r, 4); }
-uint64_t bg_snap_get_u64(bg_snap_rd *r) { return get_le(r, 8); }
-int64_t bg_snap_get_i64(bg_snap_rd *r) { return (int64_t)get_le(r, 8); }
+uint8_t bg_snap_get_u8(bg_snap_rd *r) {
+    return (uint8_t)get_le(r, 1);
+}
+uint16_t bg_snap_get_u16(bg_snap_rd *r) {
+    return (uint16_t)get_le(r, 2);
+}
+uint32_t bg_snap_get_u32(bg_snap_rd *r) {
+    return (uint32_t)get_le(r, 4);
+}
+uint64_t bg_snap_get_u64(bg_snap_rd *r) {
+    return get_le(r, 8);
+}
+int64_t bg_snap_get_i64(bg_snap_rd *r) {
+    return (int64_t)get_le(r, 8);
+}
 
 static void fail(bg_snap_rd *r, const char *why) {
     if (!r->err)
@@ -256,7 +329,8 @@ bg_err bg_snapshot_check(const uint8_t *buf, size_t len, int32_t format_version,
     why[0] = 0;
     if (format_version != BG_SNAPSHOT_VERSION) {
         snprintf(why, why_size, "snapshot format %d is %s this build reads (%d)", format_version,
-                 format_version > BG_SNAPSHOT_VERSION ? "newer than" : "not one", BG_SNAPSHOT_VERSION);
+                 format_version > BG_SNAPSHOT_VERSION ? "newer than" : "not one",
+                 BG_SNAPSHOT_VERSION);
         return BG_ERR_SNAPSHOT;
     }
     if (!buf || len < BG_SNAPSHOT_HEADER + BG_SNAPSHOT_TRAILER) {
@@ -274,7 +348,8 @@ bg_err bg_snapshot_check(const uint8_t *buf, size_t len, int32_t format_version,
         return BG_ERR_SNAPSHOT;
     }
     if (len > BG_SNAPSHOT_MAX) {
-        snprintf(why, why_size, "snapshot of %zu bytes exceeds the cap of %u", len, BG_SNAPSHOT_MAX);
+        snprintf(why, why_size, "snapshot of %zu bytes exceeds the cap of %u", len,
+                 BG_SNAPSHOT_MAX);
         return BG_ERR_SNAPSHOT;
     }
     uint64_t body = rd_le(buf + 8, 4);
@@ -300,51 +375,65 @@ bg_err bg_snapshot_check(const uint8_t *buf, size_t len, int32_t format_version,
 /* ======================================================================== */
 
 static void put_novel(bg_snap_buf *b, const bg_novel *s) {
-    bg_snap_u8(b, (uint8_t)s->form);
-    bg_snap_u16(b, s->slots);
-    bg_snap_u32(b, s->n);
+    size_t items = s->form == BG_NOVEL_FORM_INLINE  ? BG_NOVEL_INLINE * 4u
+                   : s->form == BG_NOVEL_FORM_TABLE ? (size_t)s->slots * 4u
+                                                    : BLOOM_WORDS * 8u;
+    uint8_t *p = bg_snap_reserve(b, 7 + items), *const start = p;
+    if (!p)
+        return;
+    p = w8(p, (uint8_t)s->form);
+    p = w16(p, s->slots);
+    p = w32(p, s->n);
     switch (s->form) {
     case BG_NOVEL_FORM_INLINE:
         for (uint32_t i = 0; i < BG_NOVEL_INLINE; i++)
-            bg_snap_u32(b, s->u.fp[i]);
+            p = w32(p, s->u.fp[i]);
         break;
     case BG_NOVEL_FORM_TABLE:
         for (uint32_t i = 0; i < s->slots; i++)
-            bg_snap_u32(b, s->u.table[i]);
+            p = w32(p, s->u.table[i]);
         break;
     default:
         for (uint32_t i = 0; i < BLOOM_WORDS; i++)
-            bg_snap_u64(b, s->u.bloom[i]);
+            p = w64(p, s->u.bloom[i]);
         break;
     }
+    assert(p == start + 7 + items);
+    (void)start;
 }
 
-static void put_metric(bg_snap_buf *b, const bg_stack_metric *m) {
+#define METRIC_BYTES 80u
+
+static uint8_t *put_metric(uint8_t *p, const bg_stack_metric *m) {
+    uint8_t *const start = p;
     const bg_baseline *bl = &m->base;
-    put_f32(b, bl->level);
-    put_f32(b, bl->slope);
-    put_f32(b, bl->scale);
-    put_f32(b, bl->season_unit);
-    bg_snap_u16(b, bl->n);
-    bg_snap_u8(b, bl->turns);
-    bg_snap_u8(b, bl->last_slot);
+    p = wf32(p, bl->level);
+    p = wf32(p, bl->slope);
+    p = wf32(p, bl->scale);
+    p = wf32(p, bl->season_unit);
+    p = w16(p, bl->n);
+    p = w8(p, bl->turns);
+    p = w8(p, bl->last_slot);
     for (int i = 0; i < BG_BASELINE_SLOTS; i++)
-        bg_snap_u8(b, (uint8_t)bl->season[i]);
-    put_f32(b, m->cusum.pos);
-    put_f32(b, m->cusum.neg);
-    put_f32(b, m->ph.mean);
-    put_f32(b, m->ph.up);
-    put_f32(b, m->ph.up_min);
-    put_f32(b, m->ph.dn);
-    put_f32(b, m->ph.dn_max);
-    bg_snap_u32(b, m->ph.n);
-    put_f32(b, m->burst_mean);
-    put_f32(b, m->peak_z);
-    bg_snap_u16(b, m->burst_len);
-    bg_snap_u16(b, m->quiet_run);
-    bg_snap_u16(b, m->refract);
-    bg_snap_u8(b, m->phase);
-    bg_snap_u8(b, (uint8_t)m->dir);
+        p = w8(p, (uint8_t)bl->season[i]);
+    p = wf32(p, m->cusum.pos);
+    p = wf32(p, m->cusum.neg);
+    p = wf32(p, m->ph.mean);
+    p = wf32(p, m->ph.up);
+    p = wf32(p, m->ph.up_min);
+    p = wf32(p, m->ph.dn);
+    p = wf32(p, m->ph.dn_max);
+    p = w32(p, m->ph.n);
+    p = wf32(p, m->burst_mean);
+    p = wf32(p, m->peak_z);
+    p = w16(p, m->burst_len);
+    p = w16(p, m->quiet_run);
+    p = w16(p, m->refract);
+    p = w8(p, m->phase);
+    p = w8(p, (uint8_t)m->dir);
+    assert(p == start + METRIC_BYTES);
+    (void)start;
+    return p;
 }
 
 /* n bytes at the end of b to write into, or NULL (b->oom set). */
@@ -368,46 +457,54 @@ static void put_hll(bg_snap_buf *b, const bg_hll *h) {
         b->oom = 1; /* cannot happen for an initialised sketch */
 }
 
+#define IDENT_FIXED_BYTES 124u
+
 bg_err bg_snapshot_encode_ident(const bg_ident *id, const char *owner, const char *klass,
                                 const char *burst_klass, bg_snap_buf *b) {
-    uint16_t flags = (uint16_t)((id->det ? BG_SNAP_F_DET : 0) | (id->recent ? BG_SNAP_F_RECENT : 0) |
-                                (id->burst ? BG_SNAP_F_BURST : 0));
+    uint16_t flags =
+        (uint16_t)((id->det ? BG_SNAP_F_DET : 0) | (id->recent ? BG_SNAP_F_RECENT : 0) |
+                   (id->burst ? BG_SNAP_F_BURST : 0));
     bg_snap_begin(b, "BGSI", flags);
     bg_snap_str16(b, id->identity);
     bg_snap_str16(b, owner);
     bg_snap_str16(b, klass);
-    bg_snap_u32(b, id->first_seen_min);
-    put_i64(b, id->bucket_start);
-    bg_snap_u32(b, id->last_ms);
-    bg_snap_u32(b, id->b_calls);
-    bg_snap_u32(b, id->b_actions);
-    bg_snap_u32(b, id->b_tokens);
-    bg_snap_u32(b, id->b_cost);
-    bg_snap_u16(b, id->b_secrets);
-    bg_snap_u16(b, id->b_tools);
-    bg_snap_u16(b, id->b_new_dests);
-    bg_snap_u8(b, id->b_hot);
-    bg_snap_u8(b, id->metrics_seen);
-    bg_snap_u64(b, id->h_cost);
-    bg_snap_u64(b, id->d_cost);
-    bg_snap_u16(b, id->h_secrets);
-    bg_snap_u16(b, id->h_grants);
-    bg_snap_u16(b, id->h_new_dests);
-    bg_snap_u16(b, id->dense);
-    bg_snap_u32(b, id->traces[0]);
-    bg_snap_u32(b, id->traces[1]);
-    bg_snap_u32(b, id->env_hash);
-    bg_snap_u16(b, id->env_new_secrets);
-    bg_snap_u16(b, id->env_new_dests);
-    put_i64(b, id->env_cost);
-    for (int k = 0; k < 3; k++)
-        put_i64(b, id->src_first[k]);
-    for (int k = 0; k < 3; k++)
-        bg_snap_u32(b, id->src_span[k]);
+    uint8_t *p = bg_snap_reserve(b, IDENT_FIXED_BYTES), *const start = p;
+    if (p) {
+        p = w32(p, id->first_seen_min);
+        p = w64(p, (uint64_t)id->bucket_start);
+        p = w32(p, id->last_ms);
+        p = w32(p, id->b_calls);
+        p = w32(p, id->b_actions);
+        p = w32(p, id->b_tokens);
+        p = w32(p, id->b_cost);
+        p = w16(p, id->b_secrets);
+        p = w16(p, id->b_tools);
+        p = w16(p, id->b_new_dests);
+        p = w8(p, id->b_hot);
+        p = w8(p, id->metrics_seen);
+        p = w64(p, id->h_cost);
+        p = w64(p, id->d_cost);
+        p = w16(p, id->h_secrets);
+        p = w16(p, id->h_grants);
+        p = w16(p, id->h_new_dests);
+        p = w16(p, id->dense);
+        p = w32(p, id->traces[0]);
+        p = w32(p, id->traces[1]);
+        p = w32(p, id->env_hash);
+        p = w16(p, id->env_new_secrets);
+        p = w16(p, id->env_new_dests);
+        p = w64(p, (uint64_t)id->env_cost);
+        for (int k = 0; k < 3; k++)
+            p = w64(p, (uint64_t)id->src_first[k]);
+        for (int k = 0; k < 3; k++)
+            p = w32(p, id->src_span[k]);
+        assert(p == start + IDENT_FIXED_BYTES);
+        (void)start;
+    }
     put_novel(b, &id->seen);
-    if (id->det)
+    if (id->det && (p = bg_snap_reserve(b, BG_METRIC_COUNT * METRIC_BYTES)) != NULL)
         for (int m = 0; m < BG_METRIC_COUNT; m++)
-            put_metric(b, &id->det->m[m]);
+            p = put_metric(p, &id->det->m[m]);
     if (id->recent) {
         const bg_recent *r = id->recent;
         bg_snap_u8(b, (uint8_t)r->n_secrets);
@@ -492,6 +589,22 @@ static char *dup_view(bg_str s) {
     return d;
 }
 
+/* Each fingerprint is where a probe from its home finds it first: no
+ * duplicates and no gaps, as inserts leave a table. */
+static int table_canonical(const uint32_t *t, uint32_t slots) {
+    for (uint32_t i = 0; i < slots; i++) {
+        if (!t[i])
+            continue;
+        uint32_t j = t[i] & (slots - 1);
+        while (j != i) {
+            if (!t[j] || t[j] == t[i])
+                return 0;
+            j = (j + 1) & (slots - 1);
+        }
+    }
+    return 1;
+}
+
 static int get_novel(bg_snap_rd *r, bg_novel *s) {
     uint8_t form = bg_snap_get_u8(r);
     uint16_t slots = bg_snap_get_u16(r);
@@ -511,6 +624,10 @@ static int get_novel(bg_snap_rd *r, bg_novel *s) {
         }
         if (!r->err && used != n)
             fail(r, "novelty set: count does not match its items");
+        for (uint32_t i = 0; i < BG_NOVEL_INLINE && !r->err; i++)
+            for (uint32_t j = i + 1; j < BG_NOVEL_INLINE; j++)
+                if (s->u.fp[i] && s->u.fp[i] == s->u.fp[j])
+                    fail(r, "novelty set: duplicate item");
         break;
     case BG_NOVEL_FORM_TABLE: {
         if (slots < 16 || slots > BG_NOVEL_TABLE_MAX || (slots & (slots - 1))) {
@@ -531,7 +648,8 @@ static int get_novel(bg_snap_rd *r, bg_novel *s) {
             used += t[i] != 0;
         }
         /* the load invariant keeps an empty slot, so probes end */
-        if (!r->err && (used != n || (uint64_t)n * 4 > (uint64_t)slots * 3)) {
+        if (!r->err &&
+            (used != n || (uint64_t)n * 4 > (uint64_t)slots * 3 || !table_canonical(t, slots))) {
             free(t);
             fail(r, "novelty set: table count or load out of range");
             return 0;
@@ -631,9 +749,8 @@ static int get_recent(bg_snap_rd *r, bg_ident *id) {
             fail(r, "out of memory");
             break;
         }
-        rc->secrets[rc->n_secrets++] =
-            (bg_recent_secret){bg_hash64(s.ptr ? s.ptr : "", s.len, BG_SEED_NOVELTY), d, t, off,
-                               rev != 0};
+        rc->secrets[rc->n_secrets++] = (bg_recent_secret){
+            bg_hash64(s.ptr ? s.ptr : "", s.len, BG_SEED_NOVELTY), d, t, off, rev != 0};
     }
     uint8_t nd = bg_snap_get_u8(r);
     if (!r->err && nd > BG_RECENT_MAX)

@@ -41,17 +41,18 @@
  *     sparse or dense form, as hll.h writes them)
  *
  * Partition body: i64 stream_time, i64 watermark, u64 burst_seq,
- *   u32 n_owners, n x {str16 owner, i64 hour, u32 grants}, then the two
+ *   u32 n_owners, n x {str16 owner, i64 hour, u32 grants} (the owners with
+ *   grants, as many as fit in half of BG_SNAPSHOT_MAX), then the two
  *   Count-Min sketches (destination and tool-bigram popularity), each
  *   u32 width, u32 depth (both must match this engine's), u64 total,
  *   width x depth u32 counters.
  *
  * Decoding never trusts the input: every length is checked against the
  * bytes left and against its cap before use, every enum, count and float
- * (finite) against its range, the novelty table against its load invariant,
- * and the checksum before anything is built. A refusal is BG_ERR_SNAPSHOT
- * with a one-line reason; nothing is allocated beyond what the (bounded)
- * decoded state needs, and all of it is released on refusal. */
+ * (finite, |x| <= 1e30; the encoder saturates to that) against its range, the novelty set against
+ * the invariants inserts keep (count, load, probe layout, no duplicates), and the checksum before
+ * anything is built. A refusal is BG_ERR_SNAPSHOT with a one-line reason; nothing is allocated
+ * beyond what the (bounded) decoded state needs, and all of it is released on refusal. */
 #ifndef BG_SNAPSHOT_H
 #define BG_SNAPSHOT_H
 
@@ -66,9 +67,9 @@
 #define BG_SNAPSHOT_SEED 0x736e617073686f74ull /* "snapshot" */
 #define BG_SNAPSHOT_HEADER 16u
 #define BG_SNAPSHOT_TRAILER 8u
-/* An identity snapshot is at most ~70 KiB (16 correlation strings of
- * BG_MAX_STRING dominate); the partition record ~110 KiB with the default
- * sketches. Anything larger is refused. */
+/* An identity snapshot is at most ~100 KiB (its strings of up to
+ * BG_MAX_STRING each dominate); the partition record ~110 KiB with the
+ * default sketches, plus its owners. Anything larger is refused. */
 #define BG_SNAPSHOT_MAX (1u << 20)
 #define BG_SNAPSHOT_MAX_OWNERS (1u << 16)
 
@@ -124,6 +125,8 @@ void bg_snapshot_ident_free(bg_ident *id);
 /* Byte-level writers and a bounds-checked reader, shared with the engine's
  * partition record. */
 void bg_snap_put(bg_snap_buf *b, const void *p, size_t n);
+/* n more bytes at the end of b to write into (NULL and b->oom when out of memory). */
+uint8_t *bg_snap_reserve(bg_snap_buf *b, size_t n);
 void bg_snap_u8(bg_snap_buf *b, uint8_t v);
 void bg_snap_u16(bg_snap_buf *b, uint16_t v);
 void bg_snap_u32(bg_snap_buf *b, uint32_t v);
