@@ -60,11 +60,15 @@ static int teardown(void **state) {
 static void test_faults_lose_nothing(void **state) {
     (void)state;
     rd_kafka_mock_cluster_t *mc = bg_mock_cluster(mock);
-    rd_kafka_t *p = h_producer(bg_mock_bootstrap(mock));
+    rd_kafka_t *p = s_producer(bg_mock_bootstrap(mock));
     assert_non_null(p);
     worker = s_worker("faults.yaml", "w.log", NULL);
     assert_int_equal(s_produce_phase(&p, 1, codec, 1, N_IDS), 0);
-    usleep(2000000);
+    /* the stream is running: phase 1 applied and in the changelog */
+    double end = h_now() + 40;
+    while (h_now() < end && s_distinct_keys(bg_mock_bootstrap(mock), "burstguard.state.v1") < N_IDS)
+        usleep(300000);
+    assert_true(s_distinct_keys(bg_mock_bootstrap(mock), "burstguard.state.v1") >= N_IDS);
     rd_kafka_mock_push_request_errors(mc, API_PRODUCE, 3, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
                                       RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
                                       RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
@@ -80,7 +84,7 @@ static void test_faults_lose_nothing(void **state) {
     assert_int_equal(s_produce_phase(&p, 1, codec, 3, N_IDS), 0);
 
     s_outs v = {0}, r = {0};
-    double end = h_now() + 45;
+    end = h_now() + 45;
     while (h_now() < end) {
         /* a read may fail while clients reconnect after the outage: retry */
         if (s_read(bg_mock_bootstrap(mock), "nhi.verdicts.v1", true, &v) ||

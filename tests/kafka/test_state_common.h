@@ -51,6 +51,18 @@ static inline bg_event s_secret(const char *who, double at_min, const char *id) 
     return ev;
 }
 
+/* A producer that reconnects quickly after an outage. */
+static inline rd_kafka_t *s_producer(const char *bootstrap) {
+    char e[256];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_conf_set(c, "bootstrap.servers", bootstrap, e, sizeof e);
+    rd_kafka_conf_set(c, "partitioner", "murmur2_random", e, sizeof e);
+    rd_kafka_conf_set(c, "linger.ms", "5", e, sizeof e);
+    rd_kafka_conf_set(c, "enable.idempotence", "true", e, sizeof e);
+    rd_kafka_conf_set(c, "reconnect.backoff.max.ms", "500", e, sizeof e);
+    return rd_kafka_new(RD_KAFKA_PRODUCER, c, e, sizeof e);
+}
+
 /* Topic names are prefixed with this (the real-broker test uses fresh topics). */
 static char s_prefix[64] __attribute__((unused));
 
@@ -126,7 +138,7 @@ static inline int s_produce_phase(rd_kafka_t **ps, int nps, bg_codec *codec, int
                         return -1;
                 }
         }
-        if (rd_kafka_flush(p, 20000))
+        if (rd_kafka_flush(p, 60000))
             return -1;
     }
     return 0;
