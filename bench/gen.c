@@ -9,11 +9,37 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 #include <time.h>
 
 #define MIN_MS 60000
 #define HOUR_MS 3600000
-#define MAX_LABELS 8
+
+/* Events as kept until they are handed out: bg_event with room for two
+ * scopes instead of BG_MAX_SCOPES (1.2 KB -> about 0.2 KB per event, which
+ * is what lets one generator hold 10 M events). bg_gen_event() expands one
+ * into a full bg_event. */
+typedef struct gsecret {
+    bg_str secret_id;
+    int32_t secret_kind;
+    bg_str issuer;
+    bg_str scopes[2];
+    uint32_t n_scopes;
+    int64_t ttl_seconds;
+    bg_str subject;
+} gsecret;
+
+typedef struct gev {
+    bg_event_kind kind;
+    bg_str event_id, identity, owner, workload_class;
+    int64_t event_time;
+    bg_str trace_id;
+    union {
+        bg_usage usage;
+        gsecret secret;
+        bg_toolcall tool;
+    } u;
+} gev;
 
 typedef struct arena {
     char **blocks;
@@ -21,11 +47,12 @@ typedef struct arena {
 } arena;
 
 struct bg_gen {
-    bg_event *ev;
+    gev *ev;
+    bg_event *out; /* the event bg_gen_event() last expanded */
     size_t n, cap;
     arena ar;
-    bg_gen_label labels[MAX_LABELS];
-    size_t n_labels;
+    bg_gen_label *labels;
+    size_t n_labels, cap_labels;
     char *policy;
     uint64_t rng;
     bool oom;
@@ -40,6 +67,8 @@ static uint64_t rnd(bg_gen *g) { /* splitmix64 */
 static int64_t rrange(bg_gen *g, int64_t lo, int64_t hi) { /* [lo, hi] */
     return lo + (int64_t)(rnd(g) % (uint64_t)(hi - lo + 1));
 }
+
+static bg_str lit(const char *s) { return (bg_str){s, (uint32_t)strlen(s)}; }
 
 static bg_str str(bg_gen *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static bg_str str(bg_gen *g, const char *fmt, ...) {
@@ -74,10 +103,10 @@ static bg_str str(bg_gen *g, const char *fmt, ...) {
     return (bg_str){d, (uint32_t)len};
 }
 
-static bg_event *push(bg_gen *g) {
+static gev *push(bg_gen *g) {
     if (g->n == g->cap) {
         size_t nc = g->cap ? g->cap * 2 : 65536;
-        bg_event *ne = realloc(g->ev, nc * sizeof *ne);
+        gev *ne = realloc(g->ev, nc * sizeof *ne);
         if (!ne) {
             g->oom = true;
             return NULL;
@@ -85,9 +114,23 @@ static bg_event *push(bg_gen *g) {
         g->ev = ne;
         g->cap = nc;
     }
-    bg_event *e = &g->ev[g->n++];
+    gev *e = &g->ev[g->n++];
     memset(e, 0, sizeof *e);
     return e;
+}
+
+static void add_label(bg_gen *g, bg_gen_label l) {
+    if (g->n_labels == g->cap_labels) {
+        size_t nc = g->cap_labels ? g->cap_labels * 2 : 16;
+        bg_gen_label *nl = realloc(g->labels, nc * sizeof *nl);
+        if (!nl) {
+            g->oom = true;
+            return;
+        }
+        g->labels = nl;
+        g->cap_labels = nc;
+    }
+    g->labels[g->n_labels++] = l;
 }
 
 typedef struct who {
@@ -105,8 +148,8 @@ static const char *dest_pool[3][5] = {
     {"s3.eu-west-1.amazonaws.com", "warehouse.internal", "kafka-connect.internal", "bigquery.googleapis.com", "sftp.partner.example"},
 };
 
-static bg_event *base(bg_gen *g, const who *w, bg_event_kind kind, int64_t t, uint64_t *seq) {
-    bg_event *e = push(g);
+static gev *base(bg_gen *g, const who *w, bg_event_kind kind, int64_t t, uint64_t *seq) {
+    gev *e = push(g);
     if (!e)
         return NULL;
     e->kind = kind;
@@ -120,11 +163,11 @@ static bg_event *base(bg_gen *g, const who *w, bg_event_kind kind, int64_t t, ui
 
 static void usage(bg_gen *g, const who *w, int64_t t, bg_str dest, int32_t calls, int64_t tok,
                   int64_t cost, uint64_t *seq) {
-    bg_event *e = base(g, w, BG_EV_USAGE, t, seq);
+    gev *e = base(g, w, BG_EV_USAGE, t, seq);
     if (!e)
         return;
     e->trace_id = str(g, "tr-%llx", (unsigned long long)(rnd(g) & 0xffffffffffull));
-    e->u.usage.api = str(g, "%s", w->cls == 1 ? "chat.completions" : w->cls == 0 ? "git.fetch" : "s3.put");
+    e->u.usage.api = lit(w->cls == 1 ? "chat.completions" : w->cls == 0 ? "git.fetch" : "s3.put");
     e->u.usage.destination = dest;
     e->u.usage.api_calls = calls;
     e->u.usage.tokens_in = tok;
@@ -133,36 +176,36 @@ static void usage(bg_gen *g, const who *w, int64_t t, bg_str dest, int32_t calls
 }
 
 static void secret(bg_gen *g, const who *w, int64_t t, bg_str id, int32_t kind, uint64_t *seq) {
-    bg_event *e = base(g, w, BG_EV_SECRET, t, seq);
+    gev *e = base(g, w, BG_EV_SECRET, t, seq);
     if (!e)
         return;
     e->u.secret.secret_id = id;
     e->u.secret.secret_kind = kind;
-    e->u.secret.issuer = str(g, "%s", kind == BG_SK_CLOUD_SESSION ? "aws-sts" : "vault");
-    e->u.secret.scopes[0] = str(g, "%s", "read");
-    e->u.secret.scopes[1] = str(g, "%s", "write");
+    e->u.secret.issuer = lit(kind == BG_SK_CLOUD_SESSION ? "aws-sts" : "vault");
+    e->u.secret.scopes[0] = lit("read");
+    e->u.secret.scopes[1] = lit("write");
     e->u.secret.n_scopes = 2;
     e->u.secret.ttl_seconds = 3600;
 }
 
 static void toolcall(bg_gen *g, const who *w, int64_t t, bg_str dest, const char *tool,
                      const char *parent, bg_str cred, uint64_t *seq) {
-    bg_event *e = base(g, w, BG_EV_TOOLCALL, t, seq);
+    gev *e = base(g, w, BG_EV_TOOLCALL, t, seq);
     if (!e)
         return;
-    e->u.tool.tool = str(g, "%s", tool);
+    e->u.tool.tool = lit(tool);
     e->u.tool.destination = dest;
-    e->u.tool.operation = str(g, "%s", "invoke");
+    e->u.tool.operation = lit("invoke");
     e->u.tool.credential_id = cred;
     if (parent)
-        e->u.tool.parent_tool = str(g, "%s", parent);
+        e->u.tool.parent_tool = lit(parent);
     e->u.tool.side_effect = false;
     e->u.tool.status = BG_TS_OK;
     e->u.tool.bytes_out = rrange(g, 200, 5000);
 }
 
 static int cmp_time(const void *a, const void *b) {
-    const bg_event *x = a, *y = b;
+    const gev *x = a, *y = b;
     if (x->event_time != y->event_time)
         return x->event_time < y->event_time ? -1 : 1;
     /* stable tie-break on event_id text for determinism */
@@ -183,20 +226,256 @@ void bg_gen_opts_default(bg_gen_opts *o) {
     o->identities = 300;
     o->start_ms = 1795996800000; /* 2026-11-30T00:00:00Z */
     o->duration_ms = 3 * (int64_t)HOUR_MS;
+    o->full = false;
+}
+
+/* ---- the extended scenario set (opts.full) ------------------------------------ */
+
+typedef struct pbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} pbuf;
+
+static void pb_f(pbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void pb_f(pbuf *b, const char *fmt, ...) {
+    char tmp[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n <= 0 || b->oom)
+        return;
+    size_t len = (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1;
+    if (b->len + len + 1 > b->cap) {
+        size_t nc = b->cap ? b->cap * 2 : 4096;
+        while (nc < b->len + len + 1)
+            nc *= 2;
+        char *np = realloc(b->p, nc);
+        if (!np) {
+            b->oom = true;
+            return;
+        }
+        b->p = np;
+        b->cap = nc;
+    }
+    memcpy(b->p + b->len, tmp, len + 1);
+    b->len += len;
+}
+
+/* A daily cycle: the period between an identity's events is shortest at
+ * 14:00 and longest at 02:00 (rate x1.5 .. x0.5 of the mean), plus noise. */
+static int64_t daily(int64_t period, int64_t since_start) {
+    static const double pi = 3.14159265358979323846;
+    double phase = (double)(since_start % (24 * (int64_t)HOUR_MS)) / (24.0 * HOUR_MS);
+    double f = 1.0 + 0.5 * sin(2 * pi * (phase - 0.333));
+    return (int64_t)((double)period / f);
+}
+
+/* Realism on top of the steady traffic: fan-out traces (one root action,
+ * three backend calls under one trace id) for agents, and retries after
+ * errors (a failed deploy call retried 2 s later) for CI runners. */
+static void realism(bg_gen *g, const who *w, int64_t t, bg_str d, uint64_t *seq) {
+    uint64_t r = rnd(g);
+    if (w->cls == 1 && r % 4 == 0) {
+        bg_str tr = str(g, "tr-fan-%llx", (unsigned long long)(r >> 16));
+        for (int k = 0; k < 3; k++) {
+            gev *e = base(g, w, BG_EV_USAGE, t + 100 + k * 150, seq);
+            if (!e)
+                return;
+            e->trace_id = tr;
+            e->u.usage.api = lit("embeddings");
+            e->u.usage.destination = w->dests[(size_t)k % (size_t)w->n_dests];
+            e->u.usage.api_calls = 1;
+            e->u.usage.tokens_in = 300;
+            e->u.usage.tokens_out = 0;
+            e->u.usage.cost_micros = 30;
+        }
+    } else if (w->cls == 0 && r % 20 == 0) {
+        toolcall(g, w, t + 300, d, "deploy", "build", (bg_str){NULL, 0}, seq);
+        if (!g->oom)
+            g->ev[g->n - 1].u.tool.status = BG_TS_ERROR;
+        toolcall(g, w, t + 2300, d, "deploy", "build", (bg_str){NULL, 0}, seq);
+    }
+}
+
+static who *pick(who *ws, int n, int cls, int k) {
+    for (int i = 0; i < n; i++)
+        if (ws[i].cls == cls && k-- == 0)
+            return &ws[i];
+    return NULL;
+}
+
+static void label(bg_gen *g, const who *w, bool benign, bg_class c, int64_t a, int64_t b,
+                  const char *secret, const char *what) {
+    add_label(g, (bg_gen_label){w->identity.ptr, benign, c, a, b,
+                                secret ? str(g, "%s", secret).ptr : NULL, str(g, "%s", what).ptr});
+}
+
+/* k instances of every extended scenario, staggered over the hours after
+ * the learning period; identities from index 30 of each class (the classic
+ * planted ones are below). Envelopes and trusted destinations go to pol. */
+static void plant_full(bg_gen *g, who *ws, int n, int64_t T0, int64_t T1, uint64_t *seq, pbuf *pol,
+                       pbuf *unused) {
+    (void)unused;
+    int k = n / 300 < 1 ? 1 : n / 300;
+    int64_t first = T0 + 70 * MIN_MS, span = (T1 - 30 * MIN_MS) - first;
+    bg_str trusted = str(g, "%s", "api.trusted-partner.example");
+    for (int j = 0; j < k; j++) {
+        int64_t s = first + (int64_t)j * span / k;
+        int64_t step = span / k / 10; /* scenarios of one instance 1/10 of its slot apart */
+        if (step > 6 * MIN_MS)
+            step = 6 * MIN_MS;
+        char tmp[256], tmp2[256];
+        who *w;
+        /* UNEXPECTED: CI runner at 1800 calls/min for 10 min (limit 600) */
+        if ((w = pick(ws, n, 0, 30 + 4 * j))) {
+            int64_t a = s;
+            for (int64_t t = a; t < a + 10 * MIN_MS; t += 2000)
+                usage(g, w, t, w->dests[0], 60, 0, 500, seq);
+            label(g, w, false, BG_CLASS_UNEXPECTED, a, a + 10 * MIN_MS, NULL,
+                  "CI runner at 1800 calls/min, class limit 600, no envelope");
+        }
+        /* UNEXPECTED: agent at 400k tokens/min for 8 min (limit 200k) */
+        if ((w = pick(ws, n, 1, 30 + 8 * j))) {
+            int64_t a = s + step;
+            for (int64_t t = a; t < a + 8 * MIN_MS; t += 6000)
+                usage(g, w, t, w->dests[0], 1, 40000, 4000, seq);
+            label(g, w, false, BG_CLASS_UNEXPECTED, a, a + 8 * MIN_MS, NULL,
+                  "agent at 400k tokens/min, class limit 200k, no envelope");
+        }
+        /* PLANNED: etl backfill at 2500 calls/min inside its envelope */
+        if ((w = pick(ws, n, 2, 30 + 4 * j))) {
+            int64_t a = s + 2 * step;
+            for (int64_t t = a; t < a + 15 * MIN_MS; t += 2400)
+                usage(g, w, t, w->dests[rnd(g) % (uint64_t)w->n_dests], 100, 0, 200, seq);
+            char e0[32], e1[32];
+            iso(e0, sizeof e0, a - 5 * MIN_MS);
+            iso(e1, sizeof e1, a + 20 * MIN_MS);
+            pb_f(pol,
+                 "  - id: chg-%d\n    identity: \"%s\"\n    not_before: %s\n    not_after: %s\n"
+                 "    limits: {api_calls_per_min: 5000, cost_micros: 50000000}\n"
+                 "    allowed_destinations: [%s, %s%s%s]\n    approved_by: bob@example.com\n",
+                 3000 + j, w->identity.ptr, e0, e1, w->dests[0].ptr, w->dests[1].ptr,
+                 w->n_dests > 2 ? ", " : "", w->n_dests > 2 ? w->dests[2].ptr : "");
+            label(g, w, false, BG_CLASS_PLANNED, a, a + 15 * MIN_MS, NULL,
+                  "etl backfill at 2500 calls/min inside its envelope (class limit 1000)");
+        }
+        /* ANOMALOUS: new cloud session, then a never-seen destination */
+        if ((w = pick(ws, n, 1, 31 + 8 * j))) {
+            int64_t a = s + 3 * step;
+            snprintf(tmp, sizeof tmp, "sec-x%d-sts", j);
+            bg_str sec = str(g, "%s", tmp), dst = str(g, "exfil-%d.example", j);
+            secret(g, w, a, sec, BG_SK_CLOUD_SESSION, seq);
+            for (int q = 0; q < 6; q++) {
+                toolcall(g, w, a + 180000 + q * 20000, dst, "http.post", "search", sec, seq);
+                usage(g, w, a + 190000 + q * 20000, dst, 1, 8000, 24000, seq);
+            }
+            label(g, w, false, BG_CLASS_ANOMALOUS, a + 180000, a + 5 * MIN_MS, tmp,
+                  "new cloud session used against a never-seen destination");
+        }
+        /* ANOMALOUS: new API key, then a tool chain never seen anywhere
+         * (search -> db.dump -> http.post) to a known destination */
+        if ((w = pick(ws, n, 1, 32 + 8 * j))) {
+            int64_t a = s + 4 * step;
+            snprintf(tmp, sizeof tmp, "sec-x%d-key", j);
+            bg_str sec = str(g, "%s", tmp);
+            secret(g, w, a, sec, BG_SK_API_KEY, seq);
+            for (int q = 0; q < 4; q++) {
+                toolcall(g, w, a + 60000 + q * 30000, w->dests[0], "db.dump", "search", sec, seq);
+                toolcall(g, w, a + 61000 + q * 30000, w->dests[0], "http.post", "db.dump", sec, seq);
+            }
+            label(g, w, false, BG_CLASS_ANOMALOUS, a + 60000, a + 5 * MIN_MS, tmp,
+                  "new API key driving an unusual tool chain search->db.dump->http.post");
+        }
+        /* ANOMALOUS: a credential issued 10 min earlier used against a new destination */
+        if ((w = pick(ws, n, 1, 33 + 8 * j))) {
+            int64_t a = s + 5 * step;
+            snprintf(tmp, sizeof tmp, "sec-x%d-db", j);
+            bg_str sec = str(g, "%s", tmp), dst = str(g, "db-%d.attacker.example", j);
+            secret(g, w, a - 10 * MIN_MS, sec, BG_SK_DB_CREDENTIAL, seq);
+            for (int q = 0; q < 3; q++)
+                toolcall(g, w, a + q * 40000, dst, "sql.query", "planner", sec, seq);
+            label(g, w, false, BG_CLASS_ANOMALOUS, a, a + 3 * MIN_MS, tmp,
+                  "a 10-minute-old DB credential used against a new destination");
+        }
+        /* BENIGN: a rotation storm (three secrets in 4 min) on known destinations */
+        if ((w = pick(ws, n, 1, 34 + 8 * j))) {
+            int64_t a = s + 6 * step;
+            for (int q = 0; q < 3; q++) {
+                snprintf(tmp2, sizeof tmp2, "sec-x%d-rot-%d", j, q);
+                bg_str sec = str(g, "%s", tmp2);
+                secret(g, w, a + q * 2 * MIN_MS, sec, BG_SK_API_KEY, seq);
+                toolcall(g, w, a + q * 2 * MIN_MS + 5000, w->dests[0], "search", "planner", sec, seq);
+            }
+            label(g, w, true, BG_CLASS_UNEXPECTED, a, a + 6 * MIN_MS, NULL,
+                  "secret rotation storm on known destinations (benign)");
+        }
+        /* BENIGN: a new secret with a new but trusted destination */
+        if ((w = pick(ws, n, 1, 35 + 8 * j))) {
+            int64_t a = s + 7 * step;
+            snprintf(tmp2, sizeof tmp2, "sec-x%d-partner", j);
+            bg_str sec = str(g, "%s", tmp2);
+            secret(g, w, a, sec, BG_SK_OAUTH_GRANT, seq);
+            for (int q = 0; q < 5; q++)
+                usage(g, w, a + 60000 + q * 30000, trusted, 1, 2000, 6000, seq);
+            label(g, w, true, BG_CLASS_UNEXPECTED, a, a + 5 * MIN_MS, NULL,
+                  "new OAuth grant used with a new trusted partner destination (benign)");
+        }
+        /* ANOMALOUS: identity sprawl, a CI runner minting 20 service identities in 10 min */
+        if ((w = pick(ws, n, 0, 31 + 4 * j))) {
+            int64_t a = s + 8 * step;
+            for (int q = 0; q < 20; q++) {
+                bg_str sec = str(g, "sec-x%d-svc-%d", j, q);
+                secret(g, w, a + q * 30000, sec, BG_SK_SERVICE_IDENTITY, seq);
+                if (!g->oom)
+                    g->ev[g->n - 1].u.secret.subject = str(g, "spiffe://prod/minted/x%d-%d", j, q);
+            }
+            label(g, w, false, BG_CLASS_ANOMALOUS, a, a + 10 * MIN_MS, NULL,
+                  "identity sprawl: 20 service identities minted in 10 min (class limit 5/h)");
+        }
+        /* ANOMALOUS: slow low-volume exfiltration, one small post every 10 min
+         * for 2 h to one never-seen destination, no new secret */
+        if ((w = pick(ws, n, 1, 36 + 8 * j))) {
+            int64_t a = s + 9 * step;
+            bg_str dst = str(g, "drop-%d.example", j);
+            int64_t e = a + 2 * (int64_t)HOUR_MS < T1 ? a + 2 * (int64_t)HOUR_MS : T1 - 1;
+            for (int64_t t = a; t < e; t += 10 * MIN_MS)
+                toolcall(g, w, t, dst, "http.post", "search", (bg_str){NULL, 0}, seq);
+            label(g, w, false, BG_CLASS_ANOMALOUS, a, e, NULL,
+                  "slow low-volume exfiltration: one small post per 10 min to a new destination");
+        }
+        /* BENIGN: a third-party integration that touches 30 destinations of its own */
+        if ((w = pick(ws, n, 2, 31 + 4 * j))) {
+            for (int64_t t = T0 + 30000; t < T1; t += 5 * MIN_MS)
+                for (int q = 0; q < 30; q++)
+                    usage(g, w, t + q * 500, str(g, "hook-%02d.partner-%d.example", q, j), 1, 0, 10,
+                          seq);
+            label(g, w, true, BG_CLASS_UNEXPECTED, T0 + 60 * MIN_MS, T1, NULL,
+                  "third-party integration fanning out to its 30 destinations (benign)");
+        }
+    }
+    pb_f(pol, "destinations:\n  trusted: [%s]\n", trusted.ptr);
 }
 
 bg_err bg_gen_new(const bg_gen_opts *o, bg_gen **out) {
-    if (o->identities < 60 || o->duration_ms < 3 * (int64_t)HOUR_MS)
+    if (o->identities < (o->full ? 300 : 60) || o->duration_ms < 3 * (int64_t)HOUR_MS)
         return BG_ERR_INVALID;
     bg_gen *g = calloc(1, sizeof *g);
     if (!g)
         return BG_ERR_NOMEM;
+    g->out = calloc(1, sizeof *g->out);
+    if (!g->out) {
+        free(g);
+        return BG_ERR_NOMEM;
+    }
     g->rng = o->seed;
     const int64_t T0 = o->start_ms, T1 = o->start_ms + o->duration_ms;
     uint64_t seq = 0;
     int n = o->identities;
     who *ws = calloc((size_t)n, sizeof *ws);
     if (!ws) {
+        free(g->out);
         free(g);
         return BG_ERR_NOMEM;
     }
@@ -243,8 +522,11 @@ bg_err bg_gen_new(const bg_gen_opts *o, bg_gen **out) {
         who *w = &ws[i];
         int64_t period = w->cls == 0 ? 30000 : w->cls == 1 ? 20000 : 60000;
         int64_t rot_phase = rrange(g, 0, HOUR_MS - 1);
-        for (int64_t t = T0 + rrange(g, 0, period); t < T1; t += period + rrange(g, -5000, 5000)) {
+        for (int64_t t = T0 + rrange(g, 0, period); t < T1;
+             t += (o->full ? daily(period, t - T0) : period) + rrange(g, -5000, 5000)) {
             bg_str d = w->dests[rnd(g) % (uint64_t)w->n_dests];
+            if (o->full)
+                realism(g, w, t, d, &seq);
             if (w->cls == 0)
                 usage(g, w, t, d, (int32_t)rrange(g, 5, 40), 0, rrange(g, 100, 1000), &seq);
             else if (w->cls == 1) {
@@ -290,38 +572,51 @@ bg_err bg_gen_new(const bg_gen_opts *o, bg_gen **out) {
     bg_str newapi = str(g, "%s", "api.mistral.ai");
     for (int k = 0; k < 10; k++)
         usage(g, adopter, a0 + k * 30000, newapi, 1, 2000, 6000, &seq);
-    if (g->oom) {
+    pbuf extra = {0}, ci_extra = {0};
+    if (o->full)
+        plant_full(g, ws, n, T0, T1, &seq, &extra, &ci_extra);
+    if (g->oom || extra.oom || ci_extra.oom) {
+        free(extra.p);
+        free(ci_extra.p);
         free(ws);
         bg_gen_free(g);
         return BG_ERR_NOMEM;
     }
     qsort(g->ev, g->n, sizeof *g->ev, cmp_time);
 
-    g->labels[g->n_labels++] = (bg_gen_label){
+    add_label(g, (bg_gen_label){
         planned->identity.ptr, false, BG_CLASS_PLANNED, p0, p1, NULL,
-        "etl backfill at 2500 calls/min inside envelope chg-2041 (class limit 1000)"};
-    g->labels[g->n_labels++] = (bg_gen_label){
+        "etl backfill at 2500 calls/min inside envelope chg-2041 (class limit 1000)"});
+    add_label(g, (bg_gen_label){
         unexpected->identity.ptr, false, BG_CLASS_UNEXPECTED, u0, u1, NULL,
-        "CI runner at 1800 calls/min, class limit 600, no envelope"};
-    g->labels[g->n_labels++] = (bg_gen_label){
-        compromised->identity.ptr, false, BG_CLASS_ANOMALOUS, c0, c0 + 5 * MIN_MS, bad_secret.ptr,
-        "new cloud session used against never-seen paste.exfil.example"};
-    g->labels[g->n_labels++] = (bg_gen_label){
+        "CI runner at 1800 calls/min, class limit 600, no envelope"});
+    add_label(g, (bg_gen_label){
+        compromised->identity.ptr, false, BG_CLASS_ANOMALOUS, c0 + 180000, c0 + 5 * MIN_MS, bad_secret.ptr,
+        "new cloud session used against never-seen paste.exfil.example"});
+    add_label(g, (bg_gen_label){
         adopter->identity.ptr, true, BG_CLASS_UNEXPECTED, a0, a0 + 5 * MIN_MS, NULL,
-        "agent adopts api.mistral.ai with no new secret (benign)"};
+        "agent adopts api.mistral.ai with no new secret (benign)"});
 
     char e0[32], e1[32];
     iso(e0, sizeof e0, env0);
     iso(e1, sizeof e1, env1);
-    char pol[4096];
-    snprintf(pol, sizeof pol,
+    size_t pol_cap = 8192 + extra.len + ci_extra.len;
+    char *pol = malloc(pol_cap);
+    if (!pol) {
+        free(extra.p);
+        free(ci_extra.p);
+        free(ws);
+        bg_gen_free(g);
+        return BG_ERR_NOMEM;
+    }
+    snprintf(pol, pol_cap,
              "# Policy for the demo workload (bench/gen.c).\n"
              "windows:\n  bucket: 60s\n  correlation: 15m\n  learning_period: 1h\n"
              "  allowed_lateness: 30s\n  quiet_buckets: 2\n"
              "default_class: general\n"
              "classes:\n"
              "  - name: ci\n    match: {identity_prefix: \"spiffe://prod/ci/\"}\n"
-             "    limits: {api_calls_per_min: 600, cost_micros_per_hour: 5000000, secrets_per_hour: 10}\n"
+             "    limits: {api_calls_per_min: 600, cost_micros_per_hour: 5000000, secrets_per_hour: 10%s}\n%s"
              "    unexpected_action: THROTTLE\n    review_routes: [platform, \"app:{owner}\"]\n"
              "  - name: agent\n    match: {identity_prefix: \"spiffe://prod/agent/\"}\n"
              "    limits: {api_calls_per_min: 120, tokens_per_min: 200000, cost_micros_per_hour: 20000000}\n"
@@ -334,10 +629,13 @@ bg_err bg_gen_new(const bg_gen_opts *o, bg_gen **out) {
              "  - id: chg-2041\n    identity: \"%s\"\n    not_before: %s\n    not_after: %s\n"
              "    limits: {api_calls_per_min: 5000, cost_micros: 50000000}\n"
              "    allowed_destinations: [%s, %s%s%s]\n"
-             "    approved_by: alice@example.com\n    ticket: CHG-2041\n",
-             planned->identity.ptr, e0, e1, planned->dests[0].ptr, planned->dests[1].ptr,
-             planned->n_dests > 2 ? ", " : "", planned->n_dests > 2 ? planned->dests[2].ptr : "");
-    g->policy = strdup(pol);
+             "    approved_by: alice@example.com\n    ticket: CHG-2041\n%s",
+             o->full ? ", identity_grants_per_hour: 5" : "",
+             o->full ? "    sprawl_action: REVOKE_IDENTITY\n" : "", planned->identity.ptr, e0, e1, planned->dests[0].ptr, planned->dests[1].ptr,
+             planned->n_dests > 2 ? ", " : "", planned->n_dests > 2 ? planned->dests[2].ptr : "", extra.p ? extra.p : "");
+    g->policy = pol;
+    free(extra.p);
+    free(ci_extra.p);
     free(ws);
     if (!g->policy) {
         bg_gen_free(g);
@@ -354,12 +652,41 @@ void bg_gen_free(bg_gen *g) {
         free(g->ar.blocks[i]);
     free(g->ar.blocks);
     free(g->ev);
+    free(g->out);
     free(g->policy);
+    free(g->labels);
     free(g);
 }
 
 size_t bg_gen_count(const bg_gen *g) { return g->n; }
-const bg_event *bg_gen_event(const bg_gen *g, size_t i) { return &g->ev[i]; }
+const bg_event *bg_gen_event(const bg_gen *g, size_t i) {
+    const gev *x = &g->ev[i];
+    bg_event *e = g->out;
+    memset(e, 0, sizeof *e);
+    e->kind = x->kind;
+    e->event_id = x->event_id;
+    e->identity = x->identity;
+    e->owner = x->owner;
+    e->workload_class = x->workload_class;
+    e->event_time = x->event_time;
+    e->trace_id = x->trace_id;
+    if (x->kind == BG_EV_USAGE) {
+        e->u.usage = x->u.usage;
+    } else if (x->kind == BG_EV_TOOLCALL) {
+        e->u.tool = x->u.tool;
+    } else {
+        const gsecret *s = &x->u.secret;
+        e->u.secret.secret_id = s->secret_id;
+        e->u.secret.secret_kind = s->secret_kind;
+        e->u.secret.issuer = s->issuer;
+        e->u.secret.n_scopes = s->n_scopes < 2 ? s->n_scopes : 2;
+        for (uint32_t k = 0; k < e->u.secret.n_scopes; k++)
+            e->u.secret.scopes[k] = s->scopes[k];
+        e->u.secret.ttl_seconds = s->ttl_seconds;
+        e->u.secret.subject = s->subject;
+    }
+    return e;
+}
 size_t bg_gen_labels(const bg_gen *g, const bg_gen_label **labels) {
     *labels = g->labels;
     return g->n_labels;

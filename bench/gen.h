@@ -8,10 +8,22 @@
  * and benign near-misses that must not be ANOMALOUS: secret rotations against
  * known destinations, and an agent adopting a new destination with no new secret.
  *
- * Deterministic for a seed. Events come out in event-time order. */
+ * With opts.full (the quality benchmark's set; the demo keeps the classic
+ * one above), the steady traffic gets daily cycles, fan-out traces and
+ * retries after errors, and every n/300 identities get one instance each of:
+ * an UNEXPECTED CI call burst and agent token burst, a PLANNED etl burst
+ * inside its envelope, three compromises (new secret + new destination; new
+ * key + unusual tool chain; a recent credential on a new destination),
+ * identity sprawl, slow low-volume exfiltration (ANOMALOUS), and benign
+ * novelty: a rotation storm, a new trusted destination, a third-party
+ * integration touching many destinations.
+ *
+ * Deterministic for a seed. Events come out in event-time order. All events
+ * are held in memory, compactly (about 0.25 KB each with their strings). */
 #ifndef BG_GEN_H
 #define BG_GEN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,13 +37,15 @@ typedef struct bg_gen_opts {
     int identities;      /* normal identities, >= 60 (the planted ones are among them) */
     int64_t start_ms;    /* event time of the first event */
     int64_t duration_ms; /* >= 3 h, so the planted bursts come after the learning period */
+    bool full;           /* the extended scenario set (needs identities >= 300) */
 } bg_gen_opts;
 
 typedef struct bg_gen_label {
     const char *identity;
     bool benign;                  /* a near-miss: must not be ANOMALOUS (expected unused) */
     bg_class expected;
-    int64_t start_ms, end_ms;     /* when the planted behaviour happens */
+    int64_t start_ms, end_ms;     /* the planted behaviour; for a compromise, from its first
+                                   * observable use (a secret alone is not yet one) */
     const char *revoke_secret_id; /* the secret that must be revoked, or NULL */
     const char *what;             /* one line for the summary */
 } bg_gen_label;
@@ -41,7 +55,8 @@ void bg_gen_opts_default(bg_gen_opts *o);
 bg_err bg_gen_new(const bg_gen_opts *o, bg_gen **out);
 void bg_gen_free(bg_gen *g);
 
-/* Number of events, and event i (views into the generator's memory). */
+/* Number of events, and event i: a view into the generator's memory, valid
+ * until the next call of bg_gen_event (one event is expanded at a time). */
 size_t bg_gen_count(const bg_gen *g);
 const bg_event *bg_gen_event(const bg_gen *g, size_t i);
 /* Planted bursts and benign near-misses (expected != ANOMALOUS for those). */

@@ -20,15 +20,31 @@ and its analysis code. Prints a table per series, the means, the published
 default-parameter results on the same 25 series, and a checksum of the
 predictions.
 
+With --heldout it also measures how much of that figure is fitted: the
+preset's three main parameters (hazard_len, noise_mult, slope_var) are
+chosen from a small grid of round values (HELDOUT_GRID) on part of the series
+and scored on the rest, two ways:
+
+  split  choose on the odd-indexed series (in name order), score the
+         even-indexed ones, and vice versa; the 25 held-out scores averaged
+  loo    leave one out: for each series, choose on the other 24, score it
+
+The choice maximises the mean of F1 and cover on the tuning part. The grid
+holds the defaults, so a held-out figure close to the all-25 one means the
+defaults are not picked for these particular series (the grid itself, and
+the other parameters, were still chosen by looking at all 25).
+
 Usage (from the repository root):
   /usr/bin/python3 bench/tcpd_bench.py [--bin build/burstguard]
-      [--data ../shared/data/tcpd] [--sensitivity X]
+      [--data ../shared/data/tcpd] [--preset series|engine] [--sensitivity X]
+      [--heldout]
 
 Standard library only.
 """
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import subprocess
@@ -48,6 +64,14 @@ PUBLISHED = [
     ("zero", 0.647, 0.557),
 ]
 ORACLE = (0.886, 0.783)  # best oracle-tuned F1 / cover, over the full set
+
+# --heldout: the grid the series preset's parameters are chosen from (the
+# defaults are hazard_len 10000, noise_mult 2, slope_var 0.001)
+HELDOUT_GRID = {
+    "hazard_len": [1000, 3000, 10000, 30000],
+    "noise_mult": [1.5, 2, 3],
+    "slope_var": [0.0003, 0.001, 0.003],
+}
 
 
 # ---- metrics ---------------------------------------------------------------
@@ -135,13 +159,18 @@ def load_series(path):
     return d["name"], [float(v) for v in vals]
 
 
-def run_series(binary, values, workdir, name, sensitivity):
+def run_series(binary, values, workdir, name, sensitivity, preset=None, params=None):
     src = os.path.join(workdir, name + ".csv")
-    with open(src, "w") as f:
-        f.write("timestamp,value\n")
-        for i, v in enumerate(values):
-            f.write("%d,%r\n" % (i, v))
+    if not os.path.exists(src):
+        with open(src, "w") as f:
+            f.write("timestamp,value\n")
+            for i, v in enumerate(values):
+                f.write("%d,%r\n" % (i, v))
     cmd = [binary, "series", "--in", src]
+    if preset is not None:
+        cmd += ["--preset", preset]
+    for k, v in sorted((params or {}).items()):
+        cmd += ["--param", "%s=%s" % (k, v)]
     if sensitivity is not None:
         cmd += ["--sensitivity", str(sensitivity)]
     res = subprocess.run(cmd, capture_output=True, text=True)
@@ -162,6 +191,46 @@ def run_series(binary, values, workdir, name, sensitivity):
     return pred
 
 
+def heldout(binary, names, series, annotations, workdir):
+    """Held-out figures for the series preset: (split F1, split cover, loo F1,
+    loo cover, the configurations chosen)."""
+    keys = sorted(HELDOUT_GRID)
+    configs = [dict(zip(keys, vals)) for vals in
+               itertools.product(*(HELDOUT_GRID[k] for k in keys))]
+    # per configuration, per series: (F1, cover)
+    table = []
+    for cfg in configs:
+        row = {}
+        for name in names:
+            values = series[name]
+            pred = run_series(binary, values, workdir, name, None, "series", cfg)
+            row[name] = (f1_score(annotations[name], pred)[0],
+                         cover_score(annotations[name], pred, len(values)))
+        table.append(row)
+
+    def best(tune):
+        def obj(i):
+            return sum(table[i][n][0] + table[i][n][1] for n in tune) / (2 * len(tune))
+        return max(range(len(configs)), key=lambda i: (obj(i), -i))
+
+    odd, even = names[1::2], names[0::2]
+    split = {}
+    chosen = []
+    for tune, test in ((odd, even), (even, odd)):
+        i = best(tune)
+        chosen.append(configs[i])
+        for n in test:
+            split[n] = table[i][n]
+    loo = {}
+    for n in names:
+        i = best([m for m in names if m != n])
+        loo[n] = table[i][n]
+
+    def mean(d, j):
+        return sum(v[j] for v in d.values()) / len(d)
+    return mean(split, 0), mean(split, 1), mean(loo, 0), mean(loo, 1), chosen
+
+
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -169,6 +238,11 @@ def main():
     ap.add_argument("--data", default=os.path.join(root, "..", "shared", "data", "tcpd"))
     ap.add_argument("--sensitivity", type=float, default=None,
                     help="passed to burstguard series (default: its own default, 1)")
+    ap.add_argument("--preset", choices=["series", "engine"], default=None,
+                    help="passed to burstguard series (default: its own default, series)")
+    ap.add_argument("--heldout", action="store_true",
+                    help="also choose the series preset's parameters on part of the series "
+                         "and score the rest (split halves and leave-one-out)")
     args = ap.parse_args()
     self_check()
 
@@ -183,15 +257,20 @@ def main():
 
     rows = []
     digest = hashlib.sha256()
+    series = {}
+    held = None
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             sname, values = load_series(os.path.join(args.data, name + ".json"))
-            pred = run_series(args.bin, values, tmp, name, args.sensitivity)
+            series[name] = values
+            pred = run_series(args.bin, values, tmp, name, args.sensitivity, args.preset)
             ann = annotations[name]
             f1, p, r = f1_score(ann, pred)
             cov = cover_score(ann, pred, len(values))
             digest.update(("%s:%s;" % (name, ",".join(map(str, pred)))).encode())
             rows.append((name, len(values), pred, f1, p, r, cov))
+        if args.heldout:
+            held = heldout(args.bin, names, series, annotations, tmp)
 
     print("%-20s %5s %4s %6s %6s %6s %6s  %s" % ("series", "n", "#cp", "F1", "P", "R", "cover",
                                                "predicted change points"))
@@ -204,8 +283,12 @@ def main():
     print("%-20s %5s %4s %6.3f %6s %6s %6.3f" % ("mean (%d series)" % len(rows), "", "", mf1,
                                                   "", "", mcov))
     print()
+    label = "burstguard series%s (online)" % (" --preset " + args.preset if args.preset else "")
     print("%-34s %6s %6s" % ("method (default parameters)", "F1", "cover"))
-    print("%-34s %6.3f %6.3f" % ("burstguard series (online)", mf1, mcov))
+    print("%-34s %6.3f %6.3f" % (label, mf1, mcov))
+    if held:
+        print("%-34s %6.3f %6.3f" % ("  held out, odd/even split", held[0], held[1]))
+        print("%-34s %6.3f %6.3f" % ("  held out, leave-one-out", held[2], held[3]))
     for m, f, c in PUBLISHED:
         print("%-34s %6s %6s" % (m + " (published)", "%.3f" % f if f is not None else "-",
                                  "%.3f" % c if c is not None else "-"))
@@ -216,6 +299,9 @@ def main():
     print("beats every published default on F1: %s (%.3f vs %.3f); on cover: %s (%.3f vs %.3f)"
           % ("yes" if mf1 > best_f1 else "no", mf1, best_f1,
              "yes" if mcov > best_cov else "no", mcov, best_cov))
+    if held:
+        print("held out: chosen on the odd-indexed series %s, on the even-indexed %s"
+              % (held[4][0], held[4][1]))
     print("checksum of predictions: %s" % digest.hexdigest()[:16])
 
 

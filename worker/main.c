@@ -6,6 +6,8 @@
 #include "config.h"
 #include "../detectors/simd.h"
 #include "mock.h"
+#include "replay.h"
+#include "gen_cmd.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: burstguard COMMAND [options]\n"
@@ -16,6 +18,13 @@ static void usage(FILE *f) {
                "  demo                mock cluster + labeled synthetic workload + worker + summary\n"
                "  mock-broker [--brokers N] [--partitions N]\n"
                "                      a standalone mock Kafka cluster with the contract topics\n"
+               "  replay --config FILE --from TIME --to TIME --out DIR [--policy FILE]\n"
+               "         [--topics usage,secrets,toolcalls] [--labels FILE] [--compare DIR]\n"
+               "         [--backtest-topic NAME] [--brokers LIST]\n"
+               "                      backtest: verdicts, revocations and a report to DIR\n"
+               "  gen [--seed N] [--identities N] [--hours H] (--out-dir DIR | --brokers LIST)\n"
+               "         [--labels FILE] [--policy-out FILE]\n"
+               "                      labeled synthetic traffic (Avro) with ground-truth labels\n"
                "  policy check FILE   validate a policy file and print what it means\n"
                "  series --in FILE.csv [--out FILE.csv] [--sensitivity X]\n"
                "                      one metric's baseline + change-point stack over a CSV\n"
@@ -50,6 +59,10 @@ int main(int argc, char **argv) {
         return bg_demo_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "mock-broker"))
         return bg_mock_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "replay"))
+        return bg_replay_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "gen"))
+        return bg_gen_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "policy"))
         return bg_policy_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "series"))

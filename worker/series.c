@@ -1,11 +1,22 @@
-/* `burstguard series --in FILE.csv [--out FILE.csv] [--sensitivity X]`
+/* `burstguard series --in FILE.csv [--out FILE.csv] [--preset series|engine]
+ *  [--sensitivity X]`
  *
- * Runs one metric's baseline + change-point stack (detectors/series_stack.h,
- * the engine's defaults) over a `timestamp,value` CSV, the format of the
+ * Runs a change-point scorer over a `timestamp,value` CSV, the format of the
  * public anomaly and change-point benchmarks, and writes
  * `timestamp,value,anomaly_score,changepoint`: a header, then one row per
  * input row, in order, each computed before the next row is read (online).
  * The timestamp and value columns are echoed as written.
+ *
+ * Presets:
+ *   series  (default) the series scorer of detectors/segment.h: Bayesian
+ *           online change-point detection with a line per segment, its own
+ *           defaults, one change point per change; rows are taken as equally
+ *           spaced (timestamps are validated and echoed, not used)
+ *   engine  the engine's per-identity baseline + change-point stack
+ *           (detectors/series_stack.h) with the engine's defaults, as one
+ *           identity's metric would see the series
+ * --sensitivity scales either: for `series` it divides the noise scale, for
+ * `engine` it divides every threshold.
  *
  * Input: an optional header line (a first line whose value column is not a
  * number); blank lines are skipped; CRLF is accepted; a field may be wrapped
@@ -18,10 +29,12 @@
  * one have been written to stdout; an --out file is removed. Exit 1 when the
  * output cannot be written.
  *
- * bg_series_process() is the whole loop over streams, also driven by the
- * fuzz target tests/fuzz/fuzz_series_csv.c. */
+ * bg_series_process() (the engine preset) and bg_series_process_preset()
+ * are the whole loop over streams; the first is also driven by the fuzz
+ * target tests/fuzz/fuzz_series_csv.c. */
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -30,6 +43,7 @@
 
 #include "cli.h"
 #include "yaml_doc.h"
+#include "detectors/segment.h"
 #include "detectors/series_stack.h"
 
 #define SERIES_LINE_MAX (64 * 1024)
@@ -38,6 +52,10 @@
  * target, which declares it too): 0 ok, 1 write or memory failure, 2 bad
  * input; err gets one line, "LINE: what" or a plain message. */
 int bg_series_process(FILE *in, FILE *out, const bg_stack_params *p, char *err, size_t err_size);
+/* The same with a choice of scorer: seg != NULL runs the series preset with
+ * those parameters, else the engine stack with p. */
+int bg_series_process_preset(FILE *in, FILE *out, const bg_stack_params *p,
+                             const bg_seg_params *seg, char *err, size_t err_size);
 
 static void set_err(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void set_err(char *err, size_t n, const char *fmt, ...) {
@@ -156,8 +174,14 @@ static int parse_value(field f, double *v) {
 /* ---- the loop ------------------------------------------------------------ */
 
 int bg_series_process(FILE *in, FILE *out, const bg_stack_params *p, char *err, size_t err_size) {
+    return bg_series_process_preset(in, out, p, NULL, err, err_size);
+}
+
+int bg_series_process_preset(FILE *in, FILE *out, const bg_stack_params *p,
+                             const bg_seg_params *seg, char *err, size_t err_size) {
     bg_stack *st = NULL;
-    bg_err e = bg_stack_new(p, &st);
+    bg_seg *sg = NULL;
+    bg_err e = seg ? bg_seg_new(seg, &sg) : bg_stack_new(p, &st);
     if (e != BG_OK) {
         set_err(err, err_size, "cannot create the detector stack: %s", bg_err_str(e));
         return e == BG_ERR_NOMEM ? 1 : 2;
@@ -165,6 +189,7 @@ int bg_series_process(FILE *in, FILE *out, const bg_stack_params *p, char *err, 
     char *line = malloc(SERIES_LINE_MAX + 2);
     if (!line) {
         bg_stack_free(st);
+        bg_seg_free(sg);
         set_err(err, err_size, "out of memory");
         return 1;
     }
@@ -241,15 +266,25 @@ int bg_series_process(FILE *in, FILE *out, const bg_stack_params *p, char *err, 
             rc = 2;
             break;
         }
-        bg_stack_out o;
-        e = bg_stack_step(st, t, v, &o);
+        double score = 0.0;
+        int cp = 0;
+        if (sg) {
+            bg_seg_out o;
+            e = bg_seg_step(sg, v, &o);
+            score = o.score;
+            cp = o.changepoint;
+        } else {
+            bg_stack_out o;
+            e = bg_stack_step(st, t, v, &o);
+            score = o.score;
+            cp = o.changepoint;
+        }
         if (e != BG_OK) {
             set_err(err, err_size, "line %lu: %s", lineno, bg_err_str(e));
             rc = 2;
             break;
         }
-        if (fprintf(out, "%.*s,%.*s,%.6f,%d\n", (int)ft.n, ft.s, (int)fv.n, fv.s, o.score,
-                    o.changepoint) < 0)
+        if (fprintf(out, "%.*s,%.*s,%.6f,%d\n", (int)ft.n, ft.s, (int)fv.n, fv.s, score, cp) < 0)
             rc = 1;
     }
     if (rc == 0 && fflush(out) != 0)
@@ -258,30 +293,106 @@ int bg_series_process(FILE *in, FILE *out, const bg_stack_params *p, char *err, 
         set_err(err, err_size, "cannot write the output: %s", strerror(errno));
     free(line);
     bg_stack_free(st);
+    bg_seg_free(sg);
     return rc;
+}
+
+/* ---- the series preset's parameters (--param NAME=VALUE) ---------------------- */
+
+typedef enum seg_type { SEG_F32, SEG_U16, SEG_U32 } seg_type;
+
+/* One row per bg_seg_params field; ranges are checked by bg_seg_params_check. */
+static const struct seg_key {
+    const char *name;
+    seg_type type;
+    size_t off;
+} seg_keys[] = {
+    {"hazard_len", SEG_F32, offsetof(bg_seg_params, hazard_len)},
+    {"noise_mult", SEG_F32, offsetof(bg_seg_params, noise_mult)},
+    {"level_var", SEG_F32, offsetof(bg_seg_params, level_var)},
+    {"slope_var", SEG_F32, offsetof(bg_seg_params, slope_var)},
+    {"alpha0", SEG_F32, offsetof(bg_seg_params, alpha0)},
+    {"max_run", SEG_U32, offsetof(bg_seg_params, max_run)},
+    {"scale_window", SEG_U16, offsetof(bg_seg_params, scale_window)},
+    {"warmup", SEG_U16, offsetof(bg_seg_params, warmup)},
+    {"max_lag", SEG_U16, offsetof(bg_seg_params, max_lag)},
+    {"drop", SEG_U16, offsetof(bg_seg_params, drop)},
+    {"min_gap", SEG_U16, offsetof(bg_seg_params, min_gap)},
+    {"revert_window", SEG_U16, offsetof(bg_seg_params, revert_window)},
+    {"revert_frac", SEG_F32, offsetof(bg_seg_params, revert_frac)},
+    {"revert_memory", SEG_F32, offsetof(bg_seg_params, revert_memory)},
+};
+
+/* "NAME=VALUE" into sp; 0 ok, else a usage error was printed (returns 2). */
+static int set_seg_param(bg_seg_params *sp, const char *arg) {
+    const char *eq = strchr(arg, '=');
+    size_t n = eq ? (size_t)(eq - arg) : 0;
+    for (size_t i = 0; eq && i < sizeof seg_keys / sizeof seg_keys[0]; i++) {
+        const struct seg_key *k = &seg_keys[i];
+        if (strlen(k->name) != n || strncmp(k->name, arg, n))
+            continue;
+        char *end;
+        errno = 0;
+        double v = strtod(eq + 1, &end);
+        if (errno || end == eq + 1 || *end || !isfinite(v))
+            return bg_cli_usage_error("--param %s: expected a number, got '%s'", k->name,
+                                      eq + 1);
+        char *f = (char *)sp + k->off;
+        if (k->type == SEG_F32) {
+            float x = (float)v;
+            memcpy(f, &x, sizeof x);
+        } else {
+            double lim = k->type == SEG_U16 ? 65535.0 : 4294967295.0;
+            if (v < 0 || v > lim || v != floor(v))
+                return bg_cli_usage_error("--param %s: expected a whole number 0..%.0f, got '%s'",
+                                          k->name, lim, eq + 1);
+            if (k->type == SEG_U16) {
+                uint16_t x = (uint16_t)v;
+                memcpy(f, &x, sizeof x);
+            } else {
+                uint32_t x = (uint32_t)v;
+                memcpy(f, &x, sizeof x);
+            }
+        }
+        return 0;
+    }
+    return bg_cli_usage_error("--param: unknown series parameter '%.*s' (see --help)",
+                              (int)(eq ? n : strlen(arg)), arg);
 }
 
 /* ---- the command ---------------------------------------------------------- */
 
-static const char *series_usage =
-    "usage: burstguard series --in FILE.csv [--out FILE.csv] [--sensitivity X]";
+static const char *series_usage = "usage: burstguard series --in FILE.csv [--out FILE.csv] "
+                                  "[--preset series|engine] [--param NAME=VALUE] [--sensitivity X]";
 
 int bg_series_main(int argc, char **argv) {
     const char *in_path = NULL, *out_path = NULL;
     bg_stack_params p;
     bg_stack_params_default(&p);
+    bg_seg_params sp;
+    bg_seg_params_default(&sp);
+    int engine = 0, params_set = 0;
+    double sens = 1.0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("%s\n"
                    "  reads timestamp,value rows (optional header; timestamps YYYY-MM-DD HH:MM:SS\n"
                    "  or integer seconds) and writes timestamp,value,anomaly_score,changepoint,\n"
-                   "  online, one row per input row. --sensitivity scales every threshold\n"
-                   "  (0.25..4, default 1; higher alarms earlier).\n",
+                   "  online, one row per input row.\n"
+                   "  --preset series  (default) the series scorer: Bayesian online change-point\n"
+                   "                   detection, a line per segment, one alarm per change\n"
+                   "  --preset engine  the engine's per-identity baseline + change-point stack\n"
+                   "  --param NAME=VALUE  sets one parameter of the series preset (repeatable;\n"
+                   "                   see detectors/segment.h):",
                    series_usage);
+            for (size_t k = 0; k < sizeof seg_keys / sizeof seg_keys[0]; k++)
+                printf(" %s", seg_keys[k].name);
+            printf("\n  --sensitivity X  0.25..4, default 1; higher alarms earlier\n");
             return 0;
         }
-        if (!strcmp(a, "--in") || !strcmp(a, "--out") || !strcmp(a, "--sensitivity")) {
+        if (!strcmp(a, "--in") || !strcmp(a, "--out") || !strcmp(a, "--sensitivity") ||
+            !strcmp(a, "--preset") || !strcmp(a, "--param")) {
             if (i + 1 >= argc)
                 return bg_cli_usage_error("%s needs a value (%s)", a, series_usage);
             const char *v = argv[++i];
@@ -289,7 +400,18 @@ int bg_series_main(int argc, char **argv) {
                 in_path = v;
             else if (!strcmp(a, "--out"))
                 out_path = v;
-            else {
+            else if (!strcmp(a, "--param")) {
+                if (set_seg_param(&sp, v) != 0)
+                    return 2;
+                params_set = 1;
+            } else if (!strcmp(a, "--preset")) {
+                if (!strcmp(v, "series"))
+                    engine = 0;
+                else if (!strcmp(v, "engine"))
+                    engine = 1;
+                else
+                    return bg_cli_usage_error("--preset: expected series or engine, got '%s'", v);
+            } else {
                 char *end;
                 errno = 0;
                 double s = strtod(v, &end);
@@ -297,7 +419,7 @@ int bg_series_main(int argc, char **argv) {
                     return bg_cli_usage_error(
                         "--sensitivity: expected a number from %.2f to %.0f, got '%s'",
                         (double)BG_CPD_SENS_MIN, (double)BG_CPD_SENS_MAX, v);
-                p.sensitivity = (float)s;
+                sens = s;
             }
             continue;
         }
@@ -307,6 +429,12 @@ int bg_series_main(int argc, char **argv) {
     }
     if (!in_path)
         return bg_cli_usage_error("series: --in FILE is required (%s)", series_usage);
+    if (engine && params_set)
+        return bg_cli_usage_error("series: --param sets the series preset, not --preset engine");
+    sp.noise_mult = (float)((double)sp.noise_mult / sens);
+    if (!engine && bg_seg_params_check(&sp) != BG_OK)
+        return bg_cli_usage_error("series: a --param value is out of its range (see "
+                                  "detectors/segment.h)");
     FILE *in = fopen(in_path, "r");
     if (!in)
         return bg_cli_usage_error("series: cannot open %s: %s", in_path, strerror(errno));
@@ -320,8 +448,9 @@ int bg_series_main(int argc, char **argv) {
             return 1;
         }
     }
+    p.sensitivity = (float)sens;
     char err[512] = "";
-    int rc = bg_series_process(in, out, &p, err, sizeof err);
+    int rc = bg_series_process_preset(in, out, &p, engine ? NULL : &sp, err, sizeof err);
     fclose(in);
     if (out_path) {
         if (fclose(out) != 0 && rc == 0) {

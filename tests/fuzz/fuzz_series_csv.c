@@ -2,16 +2,19 @@
  *
  * bg_series_process() must return 0 (and write a header plus one row per
  * data row), 2 (bad input, one-line message) or 1 never here (the output is
- * /dev/null); never crash, read out of bounds or leak. The detector stack
- * runs on every accepted value, so extreme values reach it too. */
+ * /dev/null); never crash, read out of bounds or leak. The scorer (the
+ * engine's stack or the series preset, by the first byte) runs on every
+ * accepted value, so extreme values reach it too. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "detectors/segment.h"
 #include "detectors/series_stack.h"
 
-int bg_series_process(FILE *in, FILE *out, const bg_stack_params *p, char *err, size_t err_size);
+int bg_series_process_preset(FILE *in, FILE *out, const bg_stack_params *p,
+                             const bg_seg_params *seg, char *err, size_t err_size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -28,9 +31,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     bg_stack_params p;
     bg_stack_params_default(&p);
-    p.use_bocpd = data[0] & 1; /* both forms */
+    p.use_bocpd = data[0] & 1; /* the engine stack in both forms, and the series preset */
+    bg_seg_params seg;
+    bg_seg_params_default(&seg);
     char err[512] = "";
-    int rc = bg_series_process(in, out, &p, err, sizeof err);
+    int rc = bg_series_process_preset(in, out, &p, data[0] % 3 == 2 ? &seg : NULL, err, sizeof err);
     fclose(in);
     fclose(out);
     if (rc != 0 && rc != 2)
