@@ -59,7 +59,7 @@ typedef struct bg_config {
     int64_t shutdown_timeout_ms;   /* worker.shutdown_timeout_ms, default 10000 */
     bool dry_run;                  /* worker.dry_run: every revocation is a dry run, default false */
     char *guarantee;               /* worker.guarantee as written */
-    bool exactly_once;             /* worker.guarantee: exactly_once (default) | at_least_once */
+    bool exactly_once;             /* worker.guarantee: exactly_once | at_least_once (default) */
     int64_t commit_interval_ms;    /* worker.commit_interval_ms: one transaction / commit, default 1000 */
     char *transactional_id;        /* worker.transactional_id, NULL = derived (group + instance) */
     char *instance_id_env;         /* worker.instance_id_env: env var naming group.instance.id */

@@ -1,6 +1,5 @@
 /* Faults injected through the mock cluster's error API while the labeled
- * stream runs through a `burstguard run` process (exactly_once, the
- * default): retriable Produce, Fetch, TxnOffsetCommit and EndTxn errors and
+ * stream runs through a `burstguard run` process (exactly_once): retriable Produce, Fetch, TxnOffsetCommit and EndTxn errors and
  * the broker down for 3 s in the middle of the stream. Afterwards the
  * deduplicated verdicts and revocation commands are the complete set a
  * single undisturbed worker gives for this stream (80 and 20, see
@@ -40,7 +39,8 @@ static int setup(void **state) {
     snprintf(cfg, sizeof cfg,
              "kafka:\n  bootstrap.servers: %s\n  group.id: faults\n  session.timeout.ms: 6000\n"
              "policy: policy.yaml\nhttp:\n  listen: \"\"\n"
-             "worker:\n  commit_interval_ms: 300\n  shutdown_timeout_ms: 5000\n",
+             "worker:\n  guarantee: exactly_once\n  commit_interval_ms: 300\n"
+             "  shutdown_timeout_ms: 5000\n",
              bg_mock_bootstrap(mock));
     h_write_file("faults.yaml", cfg);
     if (bg_codec_new(&codec, e, sizeof e) || bg_codec_add_defaults(codec, e, sizeof e))

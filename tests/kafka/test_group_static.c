@@ -34,7 +34,8 @@ static int setup(void **state) {
     snprintf(cfg, sizeof cfg,
              "kafka:\n  bootstrap.servers: %s\n  group.id: static\n  session.timeout.ms: 6000\n"
              "  heartbeat.interval.ms: 500\nhttp:\n  listen: \"\"\n"
-             "worker:\n  shutdown_timeout_ms: 5000\n  instance_id_env: BG_TEST_POD_NAME\n",
+             "worker:\n  shutdown_timeout_ms: 5000\n  instance_id_env: BG_TEST_POD_NAME\n"
+             "  guarantee: exactly_once\n",
              mock.bootstrap);
     h_write_file("static.yaml", cfg);
     return 0;

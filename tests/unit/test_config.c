@@ -98,7 +98,7 @@ static void test_defaults(void **state) {
     assert_int_equal(c.batch_max_ms, 100);
     assert_int_equal(c.shutdown_timeout_ms, 10000);
     assert_false(c.dry_run);
-    assert_true(c.exactly_once);
+    assert_false(c.exactly_once);
     assert_int_equal(c.commit_interval_ms, 1000);
     assert_null(c.transactional_id);
     assert_string_equal(c.instance_id_env, "BURSTGUARD_INSTANCE_ID");
@@ -445,11 +445,11 @@ static void test_state_and_guarantee(void **state) {
     (void)state;
     bg_config c;
     char err[256];
-    const char *ok[] = {"worker.guarantee=at_least_once", "state.idle_ttl=2h",
+    const char *ok[] = {"worker.guarantee=exactly_once", "state.idle_ttl=2h",
                         "state.max_identities=10", "state.changelog=false",
                         "worker.commit_interval_ms=250ms", "kafka.group.instance.id=pod-7"};
     assert_int_equal(bg_config_load(NULL, ok, 6, &c, err, sizeof err), BG_OK);
-    assert_false(c.exactly_once);
+    assert_true(c.exactly_once);
     assert_int_equal(c.state_idle_ttl_ms, 7200000);
     assert_int_equal(c.state_max_identities, 10);
     assert_false(c.state_changelog);
