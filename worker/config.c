@@ -84,6 +84,8 @@ typedef struct cfg_key {
 static bool check_topic(const char *v, char *why, size_t why_size);
 static bool check_url(const char *v, char *why, size_t why_size);
 static bool check_listen(const char *v, char *why, size_t why_size);
+static bool check_guarantee(const char *v, char *why, size_t why_size);
+static bool check_env_name(const char *v, char *why, size_t why_size);
 
 #define OFF(field) offsetof(bg_config, field)
 #define TOPIC_ROW(key, idx, def, desc)                                                      \
@@ -130,6 +132,23 @@ static const cfg_key cfg_keys[] = {
      NULL, "how long shutdown waits to flush and commit before giving up"},
     {"worker.dry_run", CT_BOOL, "false", OFF(dry_run), 0, 0, NULL,
      "every revocation command is published as a dry run"},
+    {"worker.guarantee", CT_STRING, "at_least_once", OFF(guarantee), 0, 0, check_guarantee,
+     "exactly_once: outputs, changelog and input offsets commit in one transaction per commit interval (needs brokers with transactions; the Helm chart sets it); at_least_once: outputs acknowledged, then offsets committed"},
+    {"worker.commit_interval_ms", CT_DURATION, "1s", OFF(commit_interval_ms), 10, 600000, NULL,
+     "how often the work done is committed (one transaction each in exactly_once mode)"},
+    {"worker.transactional_id", CT_STRING, NULL, OFF(transactional_id), 0, 0, NULL,
+     "transactional.id of the exactly_once producer; unset = <group.id>-<group.instance.id>, or <group.id>-<host>-<pid> without one"},
+    {"worker.instance_id_env", CT_STRING, "BURSTGUARD_INSTANCE_ID", OFF(instance_id_env), 0, 0,
+     check_env_name,
+     "environment variable whose value becomes group.instance.id (static membership) when kafka.group.instance.id is unset; the Helm chart sets it to the pod name; empty disables"},
+    {"state.max_identities", CT_INT, "1000000", OFF(state_max_identities), 0, 1000000000, NULL,
+     "most identities one task (partition) keeps; the least recently active are evicted; 0 = unbounded"},
+    {"state.max_bytes", CT_INT, "536870912", OFF(state_max_bytes), 0, INT64_C(1) << 40, NULL,
+     "most bytes of identity state one task keeps (LRU eviction beyond); 0 = unbounded"},
+    {"state.idle_ttl", CT_DURATION, "7d", OFF(state_idle_ttl_ms), 0, INT64_C(3650) * 86400000,
+     NULL, "identities idle this long in event time are evicted; 0 = never"},
+    {"state.changelog", CT_BOOL, "true", OFF(state_changelog), 0, 0, NULL,
+     "snapshot changed identities to topics.state at each commit and restore a task from it on assignment"},
     {"signing.key_file", CT_PATH, NULL, OFF(signing_key_file), 0, 0, NULL,
      "Ed25519 secret key (from `burstguard keygen`, mode 0600) that signs revocation commands; unset = unsigned"},
     {"signing.key_id", CT_STRING, NULL, OFF(signing_key_id), 0, 0, NULL,
@@ -194,6 +213,23 @@ static bool check_listen(const char *v, char *why, size_t why_size) {
         snprintf(why, why_size, "'%s' is not HOST:PORT with a port in 0..65535", v);
         return false;
     }
+    return true;
+}
+
+static bool check_guarantee(const char *v, char *why, size_t why_size) {
+    if (!strcmp(v, "exactly_once") || !strcmp(v, "at_least_once"))
+        return true;
+    snprintf(why, why_size, "'%s' is not exactly_once or at_least_once", v);
+    return false;
+}
+
+static bool check_env_name(const char *v, char *why, size_t why_size) {
+    for (const char *p = v; *p; p++)
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || *p == '_' ||
+              (p > v && *p >= '0' && *p <= '9'))) {
+            snprintf(why, why_size, "'%s' is not an environment variable name", v);
+            return false;
+        }
     return true;
 }
 
@@ -751,6 +787,8 @@ bg_err bg_config_load(const char *path, const char *const *sets, size_t n_sets, 
         e = sets[i] ? apply_set(&L, sets[i]) : BG_ERR_INVALID;
     if (!e)
         e = final_checks(&L);
+    if (!e)
+        out->exactly_once = !strcmp(out->guarantee, "exactly_once");
 
 done:
     free(L.dir);
@@ -780,6 +818,9 @@ void bg_config_free(bg_config *c) {
     free(c->local);
     free(c->policy_path);
     free(c->http_listen);
+    free(c->guarantee);
+    free(c->transactional_id);
+    free(c->instance_id_env);
     free(c->signing_key_file);
     free(c->signing_key_id);
     free(c->alert_file);
@@ -793,6 +834,18 @@ const char *bg_config_kafka(const bg_config *c, const char *key) {
     for (size_t i = 0; i < c->n_kafka; i++)
         if (strcmp(c->kafka[i].key, key) == 0)
             return c->kafka[i].value;
+    return NULL;
+}
+
+const char *bg_config_instance_id(const bg_config *c) {
+    const char *v = bg_config_kafka(c, "group.instance.id");
+    if (v && *v)
+        return v;
+    if (c->instance_id_env && *c->instance_id_env) {
+        v = getenv(c->instance_id_env);
+        if (v && *v)
+            return v;
+    }
     return NULL;
 }
 

@@ -58,6 +58,16 @@ typedef struct bg_config {
     int64_t batch_max_ms;          /* worker.batch_max_ms, default 100 */
     int64_t shutdown_timeout_ms;   /* worker.shutdown_timeout_ms, default 10000 */
     bool dry_run;                  /* worker.dry_run: every revocation is a dry run, default false */
+    char *guarantee;               /* worker.guarantee as written */
+    bool exactly_once;             /* worker.guarantee: exactly_once | at_least_once (default) */
+    int64_t commit_interval_ms;    /* worker.commit_interval_ms: one transaction / commit, default 1000 */
+    char *transactional_id;        /* worker.transactional_id, NULL = derived (group + instance) */
+    char *instance_id_env;         /* worker.instance_id_env: env var naming group.instance.id */
+    /* state.* (per task: one partition of the co-partitioned inputs) */
+    int64_t state_max_identities;  /* state.max_identities, 0 = unbounded */
+    int64_t state_max_bytes;       /* state.max_bytes, 0 = unbounded */
+    int64_t state_idle_ttl_ms;     /* state.idle_ttl, event time; 0 = never */
+    bool state_changelog;          /* state.changelog: snapshots to topics.state, restore on assign */
     char *signing_key_file;        /* signing.key_file, resolved; NULL = commands unsigned */
     char *signing_key_id;          /* signing.key_id, NULL when unset */
     /* alert.* (burstguard alert) */
@@ -73,6 +83,9 @@ bg_err bg_config_load(const char *path, const char *const *sets, size_t n_sets, 
 void bg_config_free(bg_config *c);
 /* Value of a kafka.* property, or NULL. */
 const char *bg_config_kafka(const bg_config *c, const char *key);
+/* The group.instance.id in force: kafka.group.instance.id, else the value of
+ * the environment variable named by worker.instance_id_env, else NULL. */
+const char *bg_config_instance_id(const bg_config *c);
 /* Print every key with its type, default and description. */
 void bg_config_print_defaults(FILE *f);
 

@@ -69,6 +69,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS: {
         bool lost = rd_kafka_assignment_lost(rk);
         bg_info("%s %d partition(s)", lost ? "lost" : "revoked", parts->cnt);
+        if (c->hooks.before_revoke)
+            c->hooks.before_revoke(c->hooks.opaque, lost);
         notify(c, parts, false, lost);
         if (cooperative)
             error = rd_kafka_incremental_unassign(rk, parts);
@@ -109,12 +111,25 @@ bg_err bg_consumer_new(const bg_config *cfg, const char *group_id, const bg_cons
     };
     for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
         rd_kafka_conf_set(conf, defaults[i][0], defaults[i][1], e, sizeof e);
-    const char *instance = getenv("BURSTGUARD_INSTANCE_ID");
-    if (instance && *instance && !bg_config_kafka(cfg, "group.instance.id"))
+    if (cfg->exactly_once) {
+        /* offsets travel inside the transaction, never on their own */
+        rd_kafka_conf_set(conf, "enable.auto.commit", "false", e, sizeof e);
+        rd_kafka_conf_set(conf, "isolation.level", "read_committed", e, sizeof e);
+    } else {
+        char ms[32];
+        snprintf(ms, sizeof ms, "%lld", (long long)cfg->commit_interval_ms);
+        rd_kafka_conf_set(conf, "auto.commit.interval.ms", ms, e, sizeof e);
+    }
+    const char *instance = bg_config_instance_id(cfg);
+    if (instance && !bg_config_kafka(cfg, "group.instance.id"))
         rd_kafka_conf_set(conf, "group.instance.id", instance, e, sizeof e);
+    if (instance)
+        bg_info("static membership: group.instance.id=%s", instance);
     for (size_t i = 0; i < cfg->n_kafka; i++) {
         const char *k = cfg->kafka[i].key;
         /* producer-only properties belong to the emitter */
+        if (cfg->exactly_once && !strcmp(k, "enable.auto.commit"))
+            continue; /* exactly_once commits offsets in its transactions only */
         if (!strcmp(k, "enable.idempotence") || !strcmp(k, "acks") || !strcmp(k, "linger.ms") ||
             !strcmp(k, "partitioner") || !strncmp(k, "transaction", 11) ||
             !strcmp(k, "compression.type") || !strcmp(k, "message.timeout.ms"))
@@ -197,6 +212,26 @@ bg_err bg_consumer_check_topics(bg_consumer *c, int timeout_ms, int32_t *partiti
         if (!found) {
             snprintf(errstr, errstr_size, "output topic '%s' does not exist", want);
             ret = BG_ERR_KAFKA;
+        }
+    }
+    if (!ret && c->cfg->state_changelog) {
+        const char *want = c->cfg->topics[BG_TOPIC_STATE];
+        int32_t sp = -1;
+        for (int i = 0; i < md->topic_cnt; i++)
+            if (!strcmp(md->topics[i].topic, want) && !md->topics[i].err)
+                sp = md->topics[i].partition_cnt;
+        if (sp <= 0) {
+            snprintf(errstr, errstr_size,
+                     "state topic '%s' does not exist (create it compacted, with %d partitions, "
+                     "or set state.changelog=false)",
+                     want, parts[0]);
+            ret = BG_ERR_CONFIG;
+        } else if (sp != parts[0]) {
+            snprintf(errstr, errstr_size,
+                     "state topic '%s' has %d partitions but the input topics have %d: the "
+                     "changelog must be co-partitioned with the inputs",
+                     want, sp, parts[0]);
+            ret = BG_ERR_CONFIG;
         }
     }
     rd_kafka_metadata_destroy(md);
@@ -284,4 +319,54 @@ bool bg_consumer_caught_up(bg_consumer *c, int kind, int32_t partition, int64_t 
 
 bool bg_consumer_fatal(bg_consumer *c, char *errstr, size_t errstr_size) {
     return rd_kafka_fatal_error(c->rk, errstr, errstr_size) != RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+rd_kafka_t *bg_consumer_rk(bg_consumer *c) { return c->rk; }
+
+bg_err bg_consumer_rewind(bg_consumer *c, const int32_t *partitions, size_t n, char *errstr,
+                          size_t errstr_size) {
+    rd_kafka_topic_partition_list_t *a = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_assignment(c->rk, &a);
+    if (err) {
+        snprintf(errstr, errstr_size, "rewind: cannot read the assignment: %s",
+                 rd_kafka_err2str(err));
+        return BG_ERR_KAFKA;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(a->cnt ? a->cnt : 1);
+    for (int i = 0; i < a->cnt; i++) {
+        bool want = !partitions;
+        for (size_t j = 0; partitions && j < n; j++)
+            if (partitions[j] == a->elems[i].partition)
+                want = true;
+        if (want && kind_of_name(c->cfg, a->elems[i].topic) >= 0)
+            rd_kafka_topic_partition_list_add(l, a->elems[i].topic, a->elems[i].partition);
+    }
+    rd_kafka_topic_partition_list_destroy(a);
+    bg_err ret = BG_OK;
+    if (l->cnt) {
+        err = rd_kafka_committed(c->rk, l, 10000);
+        if (err) {
+            snprintf(errstr, errstr_size, "rewind: cannot read committed offsets: %s",
+                     rd_kafka_err2str(err));
+            ret = BG_ERR_KAFKA;
+        } else {
+            for (int i = 0; i < l->cnt; i++)
+                if (l->elems[i].offset < 0)
+                    l->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+            rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 10000);
+            if (e) {
+                snprintf(errstr, errstr_size, "rewind: seek failed: %s", rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+                ret = BG_ERR_KAFKA;
+            }
+            for (int i = 0; !ret && i < l->cnt; i++)
+                if (l->elems[i].err) {
+                    snprintf(errstr, errstr_size, "rewind: seek %s[%d]: %s", l->elems[i].topic,
+                             l->elems[i].partition, rd_kafka_err2str(l->elems[i].err));
+                    ret = BG_ERR_KAFKA;
+                }
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return ret;
 }

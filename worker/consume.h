@@ -24,6 +24,10 @@ typedef struct bg_consumer_hooks {
     /* a topic-partition of kind (bg_event_kind) was assigned / revoked or lost */
     void (*on_assign)(void *opaque, int kind, int32_t partition);
     void (*on_revoke)(void *opaque, int kind, int32_t partition, bool lost);
+    /* once per revocation, before its on_revoke calls and before the
+     * partitions are unassigned: the pipeline commits (or, lost, aborts)
+     * what it has pending; may be NULL */
+    void (*before_revoke)(void *opaque, bool lost);
 } bg_consumer_hooks;
 
 /* group_id overrides kafka.group.id when not NULL. */
@@ -32,8 +36,10 @@ bg_err bg_consumer_new(const bg_config *cfg, const char *group_id, const bg_cons
 void bg_consumer_free(bg_consumer *c); /* closes (final commit) then destroys; NULL is a no-op */
 
 /* Check, before subscribing, that the brokers answer, that the input topics
- * exist and are co-partitioned, and that the output topics exist. Writes the
- * input partition count. */
+ * exist and are co-partitioned, and that the output topics exist; with
+ * state.changelog, that topics.state exists with the inputs' partition
+ * count (a task's changelog is the partition of the same number). Writes
+ * the input partition count. */
 bg_err bg_consumer_check_topics(bg_consumer *c, int timeout_ms, int32_t *partitions,
                                 char *errstr, size_t errstr_size);
 bg_err bg_consumer_subscribe(bg_consumer *c, char *errstr, size_t errstr_size);
@@ -57,6 +63,12 @@ int64_t bg_consumer_lag(bg_consumer *c, int kind, int32_t partition, int64_t nex
 /* True once the group has given this member an assignment (possibly empty):
  * a member with more peers than partitions is still a ready member. */
 bool bg_consumer_joined(bg_consumer *c);
+/* The librdkafka handle (group metadata for transactions). */
+rd_kafka_t *bg_consumer_rk(bg_consumer *c);
+/* Seek every input topic-partition of the given tasks (mask per partition,
+ * NULL = all assigned) back to its committed offset (the beginning when none). */
+bg_err bg_consumer_rewind(bg_consumer *c, const int32_t *partitions, size_t n, char *errstr,
+                          size_t errstr_size);
 /* Non-zero fatal error from librdkafka, with its reason. */
 bool bg_consumer_fatal(bg_consumer *c, char *errstr, size_t errstr_size);
 

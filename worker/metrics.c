@@ -14,7 +14,8 @@ static const double lat_bounds[BG_METRICS_LAT_BUCKETS - 1] = {0.001, 0.005, 0.01
 typedef enum metric_id {
     M_EVENTS, M_DEADLETTERS, M_VERDICTS, M_REVOCATIONS, M_BATCHES, M_BATCH_SECONDS,
     M_LATE, M_LAG, M_ASSIGNED, M_IDENTITIES, M_STATE_BYTES, M_ENV_LIVE, M_ENV_APPLIED,
-    M_ENV_REJECTED, M_ENV_UNSIGNED, M_POLICY, M_RELOADS, M_READY, M_COUNT
+    M_ENV_REJECTED, M_ENV_UNSIGNED, M_POLICY, M_RELOADS, M_READY, M_RESTORE_REMAINING,
+    M_RESTORED, M_REFUSED, M_EVICTIONS, M_CHANGELOG, M_REPLAY_SKIPPED, M_TXN, M_COUNT
 } metric_id;
 
 static const struct {
@@ -46,7 +47,22 @@ static const struct {
                         "1 when envelopes are accepted without approver signatures"},
     [M_POLICY] = {"burstguard_policy_info", "gauge", "the policy in force"},
     [M_RELOADS] = {"burstguard_policy_reloads_total", "counter", "policy reloads, by result"},
-    [M_READY] = {"burstguard_ready", "gauge", "1 once the member has its assignment and consumes"},
+    [M_READY] = {"burstguard_ready", "gauge",
+                 "1 once the member has its assignment, every task is restored and it consumes"},
+    [M_RESTORE_REMAINING] = {"burstguard_restore_remaining_records", "gauge",
+                             "changelog records still to read before the task consumes, by partition (0: restored)"},
+    [M_RESTORED] = {"burstguard_restored_identities_total", "counter",
+                    "identities restored from the changelog"},
+    [M_REFUSED] = {"burstguard_snapshots_refused_total", "counter",
+                   "changelog records refused as corrupt or of an unknown format (skipped)"},
+    [M_EVICTIONS] = {"burstguard_evictions_total", "counter",
+                     "identities evicted from the stores, by reason (bound: max_identities/max_bytes, idle: idle_ttl)"},
+    [M_CHANGELOG] = {"burstguard_changelog_records_total", "counter",
+                     "changelog records produced, by kind (snapshot, tombstone)"},
+    [M_REPLAY_SKIPPED] = {"burstguard_replay_skipped_total", "counter",
+                          "input events read again that a restored snapshot already held (not applied twice)"},
+    [M_TXN] = {"burstguard_transactions_total", "counter",
+               "exactly-once transactions, by result (commit, abort)"},
 };
 
 double bg_metrics_now(void) {
@@ -138,5 +154,27 @@ void bg_metrics_render(bg_metrics *m, FILE *f) {
             (unsigned long long)m->reloads_rejected);
     head(f, M_READY);
     fprintf(f, "%s %d\n", table[M_READY].name, m->ready ? 1 : 0);
+    head(f, M_RESTORE_REMAINING);
+    for (size_t i = 0; i < m->n_restore; i++)
+        fprintf(f, "%s{partition=\"%d\"} %lld\n", table[M_RESTORE_REMAINING].name,
+                m->restore[i].partition, (long long)m->restore[i].remaining);
+    head(f, M_RESTORED);
+    fprintf(f, "%s %llu\n", table[M_RESTORED].name, (unsigned long long)m->restored_identities);
+    head(f, M_REFUSED);
+    fprintf(f, "%s %llu\n", table[M_REFUSED].name, (unsigned long long)m->snapshots_refused);
+    head(f, M_EVICTIONS);
+    fprintf(f, "%s{reason=\"bound\"} %llu\n%s{reason=\"idle\"} %llu\n", table[M_EVICTIONS].name,
+            (unsigned long long)m->evicted_bound, table[M_EVICTIONS].name,
+            (unsigned long long)m->evicted_idle);
+    head(f, M_CHANGELOG);
+    fprintf(f, "%s{kind=\"snapshot\"} %llu\n%s{kind=\"tombstone\"} %llu\n",
+            table[M_CHANGELOG].name, (unsigned long long)m->changelog_snapshots,
+            table[M_CHANGELOG].name, (unsigned long long)m->changelog_tombstones);
+    head(f, M_REPLAY_SKIPPED);
+    fprintf(f, "%s %llu\n", table[M_REPLAY_SKIPPED].name, (unsigned long long)m->replay_skipped);
+    head(f, M_TXN);
+    fprintf(f, "%s{result=\"commit\"} %llu\n%s{result=\"abort\"} %llu\n", table[M_TXN].name,
+            (unsigned long long)m->txn_commits, table[M_TXN].name,
+            (unsigned long long)m->txn_aborts);
     pthread_mutex_unlock(&m->mu);
 }

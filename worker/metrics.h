@@ -25,6 +25,11 @@ typedef struct bg_lag {
     int64_t lag;       /* messages behind the high watermark */
 } bg_lag;
 
+typedef struct bg_restore_gauge {
+    int32_t partition;
+    int64_t remaining; /* changelog records still to read; 0 once restored */
+} bg_restore_gauge;
+
 typedef struct bg_metrics {
     pthread_mutex_t mu;
     /* counters */
@@ -38,6 +43,11 @@ typedef struct bg_metrics {
     uint64_t late_events;
     uint64_t lat_buckets[BG_METRICS_LAT_BUCKETS]; /* cumulative, Prometheus style */
     double lat_sum;                               /* seconds */
+    uint64_t restored_identities, snapshots_refused;
+    uint64_t evicted_bound, evicted_idle;
+    uint64_t changelog_snapshots, changelog_tombstones;
+    uint64_t replay_skipped;      /* input already held by a restored snapshot */
+    uint64_t txn_commits, txn_aborts;
     /* gauges */
     uint64_t identities;
     uint64_t state_bytes;
@@ -47,9 +57,11 @@ typedef struct bg_metrics {
     char policy_version[17];
     bg_lag lag[BG_METRICS_MAX_LAG];
     size_t n_lag;
+    bg_restore_gauge restore[BG_METRICS_MAX_LAG]; /* per assigned task */
+    size_t n_restore;
     /* health */
     double last_poll;  /* monotonic seconds of the latest poll */
-    bool ready;        /* partitions assigned and the envelopes table read */
+    bool ready;        /* joined, the envelopes table read, every assigned task restored */
     const char *topic_names[BG_EV_KIND_COUNT];
 } bg_metrics;
 

@@ -58,6 +58,8 @@ bg_err bg_mock_new(int brokers, int partitions, const char *const topics[BG_TOPI
 
 const char *bg_mock_bootstrap(const bg_mock *m) { return rd_kafka_mock_cluster_bootstraps(m->mc); }
 
+rd_kafka_mock_cluster_t *bg_mock_cluster(bg_mock *m) { return m->mc; }
+
 void bg_mock_free(bg_mock *m) {
     if (!m)
         return;

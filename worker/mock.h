@@ -16,6 +16,9 @@ typedef struct bg_mock bg_mock;
 bg_err bg_mock_new(int brokers, int partitions, const char *const topics[BG_TOPIC_COUNT],
                    bg_mock **out, char *errstr, size_t errstr_size);
 const char *bg_mock_bootstrap(const bg_mock *m);
+/* The librdkafka mock cluster itself (tests inject errors through it). */
+struct rd_kafka_mock_cluster_s;
+struct rd_kafka_mock_cluster_s *bg_mock_cluster(bg_mock *m);
 void bg_mock_free(bg_mock *m);
 
 /* `burstguard mock-broker [--brokers N] [--partitions N]`: prints the bootstrap

@@ -54,6 +54,11 @@ typedef struct bg_pipeline_stats {
     uint64_t verdicts_by[3][4];        /* by bg_class x bg_action */
     uint64_t revocations;
     uint64_t batches;
+    uint64_t restored;                 /* identities restored from the changelog */
+    uint64_t snapshots_refused;        /* changelog records refused */
+    uint64_t replay_skipped;           /* input a restored snapshot already held */
+    uint64_t changelog_snapshots, changelog_tombstones;
+    uint64_t txn_commits, txn_aborts;
     double busy_s;                     /* wall time from the first to the last message */
 } bg_pipeline_stats;
 

@@ -140,6 +140,12 @@ int bg_run_main(int argc, char **argv) {
             (unsigned long long)st.deadletters_total, (unsigned long long)st.verdicts[0],
             (unsigned long long)st.verdicts[1], (unsigned long long)st.verdicts[2],
             (unsigned long long)st.revocations);
+    bg_info("state: restored=%llu refused=%llu replay_skipped=%llu snapshots=%llu "
+            "tombstones=%llu transactions committed=%llu aborted=%llu",
+            (unsigned long long)st.restored, (unsigned long long)st.snapshots_refused,
+            (unsigned long long)st.replay_skipped, (unsigned long long)st.changelog_snapshots,
+            (unsigned long long)st.changelog_tombstones, (unsigned long long)st.txn_commits,
+            (unsigned long long)st.txn_aborts);
     bg_http_stop(http);
     bg_metrics_destroy(&metrics);
     int rc = 0;

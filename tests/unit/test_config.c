@@ -98,6 +98,14 @@ static void test_defaults(void **state) {
     assert_int_equal(c.batch_max_ms, 100);
     assert_int_equal(c.shutdown_timeout_ms, 10000);
     assert_false(c.dry_run);
+    assert_false(c.exactly_once);
+    assert_int_equal(c.commit_interval_ms, 1000);
+    assert_null(c.transactional_id);
+    assert_string_equal(c.instance_id_env, "BURSTGUARD_INSTANCE_ID");
+    assert_int_equal(c.state_max_identities, 1000000);
+    assert_int_equal(c.state_max_bytes, 536870912);
+    assert_int_equal(c.state_idle_ttl_ms, 7LL * 86400000);
+    assert_true(c.state_changelog);
     assert_null(bg_config_kafka(&c, "bootstrap.servers"));
     bg_config_free(&c);
     bg_config_free(NULL);
@@ -433,6 +441,36 @@ static void test_example_config(void **state) {
     bg_config_free(&c);
 }
 
+static void test_state_and_guarantee(void **state) {
+    (void)state;
+    bg_config c;
+    char err[256];
+    const char *ok[] = {"worker.guarantee=exactly_once", "state.idle_ttl=2h",
+                        "state.max_identities=10", "state.changelog=false",
+                        "worker.commit_interval_ms=250ms", "kafka.group.instance.id=pod-7"};
+    assert_int_equal(bg_config_load(NULL, ok, 6, &c, err, sizeof err), BG_OK);
+    assert_true(c.exactly_once);
+    assert_int_equal(c.state_idle_ttl_ms, 7200000);
+    assert_int_equal(c.state_max_identities, 10);
+    assert_false(c.state_changelog);
+    assert_int_equal(c.commit_interval_ms, 250);
+    assert_string_equal(bg_config_instance_id(&c), "pod-7");
+    bg_config_free(&c);
+    const char *env[] = {"worker.instance_id_env=BG_TEST_POD"};
+    setenv("BG_TEST_POD", "burstguard-3", 1);
+    assert_int_equal(bg_config_load(NULL, env, 1, &c, err, sizeof err), BG_OK);
+    assert_string_equal(bg_config_instance_id(&c), "burstguard-3");
+    bg_config_free(&c);
+    const char *bad[][1] = {{"worker.guarantee=maybe"}, {"state.idle_ttl=soon"},
+                            {"state.max_identities=-1"}, {"worker.instance_id_env=1X"},
+                            {"worker.commit_interval_ms=1"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(bg_config_load(NULL, bad[i], 1, &c, err, sizeof err), BG_ERR_CONFIG);
+        assert_null(strchr(err, '\n'));
+        assert_non_null(strstr(err, "--set"));
+    }
+}
+
 static void test_print_defaults(void **state) {
     (void)state;
     char *buf = NULL;
@@ -469,6 +507,7 @@ int main(void) {
         cmocka_unit_test(test_set_errors),
         cmocka_unit_test(test_example_config),
         cmocka_unit_test(test_print_defaults),
+        cmocka_unit_test(test_state_and_guarantee),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
