@@ -108,6 +108,7 @@ bg_err bg_consumer_new(const bg_config *cfg, const char *group_id, const bg_cons
         {"enable.auto.commit", "true"},
         {"auto.offset.reset", "earliest"},
         {"queued.min.messages", "1000000"}, /* the default 100000 stalls ~1 s whenever the queue fills */
+        {"enable.partition.eof", "true"},    /* the event-time merge learns that an input is caught up */
     };
     for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
         rd_kafka_conf_set(conf, defaults[i][0], defaults[i][1], e, sizeof e);
@@ -313,9 +314,6 @@ int64_t bg_consumer_lag(bg_consumer *c, int kind, int32_t partition, int64_t nex
     return hi > next_offset ? hi - next_offset : 0;
 }
 
-bool bg_consumer_caught_up(bg_consumer *c, int kind, int32_t partition, int64_t next_offset) {
-    return bg_consumer_lag(c, kind, partition, next_offset) == 0;
-}
 
 bool bg_consumer_fatal(bg_consumer *c, char *errstr, size_t errstr_size) {
     return rd_kafka_fatal_error(c->rk, errstr, errstr_size) != RD_KAFKA_RESP_ERR_NO_ERROR;

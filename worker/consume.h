@@ -54,9 +54,6 @@ int bg_consumer_kind(bg_consumer *c, const rd_kafka_message_t *m);
 void bg_consumer_store(bg_consumer *c, rd_kafka_topic_partition_list_t *offsets);
 /* Pause or resume one input topic-partition (back-pressure of the merge). */
 void bg_consumer_pause(bg_consumer *c, int kind, int32_t partition, bool pause);
-/* True when next_offset (-1: nothing received yet) has reached the
- * partition's high watermark as last reported by the broker (no request). */
-bool bg_consumer_caught_up(bg_consumer *c, int kind, int32_t partition, int64_t next_offset);
 /* Messages between next_offset and the high watermark last reported by the
  * broker, or -1 when unknown. */
 int64_t bg_consumer_lag(bg_consumer *c, int kind, int32_t partition, int64_t next_offset);

@@ -52,7 +52,13 @@
 #define MAX_TASKS 4096 /* partitions per input topic */
 
 #define FIFO_PAUSE 20000      /* buffered messages per input partition before it is paused */
-#define TASK_IDLE_MS 500      /* how long a task waits for an input with nothing buffered */
+/* How long a task waits for an input with nothing buffered, by what is known
+ * of that input: nothing yet (just assigned; the first message or the
+ * partition's end-of-file event settles it), or more records on the broker
+ * than received (they are on their way). An input known to be caught up is
+ * not waited for. */
+#define TASK_WAIT_UNKNOWN_MS 5000
+#define TASK_WAIT_BACKLOG_MS 30000
 
 typedef struct item {
     rd_kafka_message_t *m;
@@ -392,6 +398,18 @@ static item fifo_pop(fifo *f) {
     return it;
 }
 
+/* An input partition reached its end: everything before m->offset was
+ * received, so the merge knows the input is caught up. */
+static void note_eof(pipe_t *p, const rd_kafka_message_t *m) {
+    int kind = bg_consumer_kind(p->consumer, m);
+    if (kind < 0 || m->partition < 0 || m->partition >= p->n_tasks ||
+        !(p->tasks[m->partition].assigned_mask & (1u << kind)))
+        return;
+    fifo *f = &p->tasks[m->partition].in[kind];
+    if (m->offset > f->next_offset)
+        f->next_offset = m->offset;
+}
+
 /* Route one consumed message into its task's input buffer. The event time is
  * read by a first decode; undecodable messages are handled as soon as they
  * reach the head of their buffer (they still keep their partition's order). */
@@ -427,7 +445,7 @@ static bg_err route(pipe_t *p, rd_kafka_message_t *m) {
 
 /* The event-time merge of one task: always apply the buffered message with
  * the smallest event time; when an input has nothing buffered and is not
- * known to be caught up, wait up to TASK_IDLE_MS for it before moving on. */
+ * known to be caught up, wait for it (TASK_WAIT_*) before moving on. */
 static bg_err drain(pipe_t *p, int32_t part, rd_kafka_topic_partition_list_t *store,
                     double now) {
     task *t = &p->tasks[part];
@@ -442,10 +460,14 @@ static bg_err drain(pipe_t *p, int32_t part, rd_kafka_topic_partition_list_t *st
         for (int k = 0; k < 3; k++) {
             fifo *f = &t->in[k];
             if (f->len == 0) {
-                if ((t->assigned_mask & (1u << k)) &&
-                    !bg_consumer_caught_up(p->consumer, k, part, f->next_offset) &&
-                    (now - f->empty_since) * 1000.0 < TASK_IDLE_MS)
-                    wait = true;
+                if (t->assigned_mask & (1u << k)) {
+                    int64_t lag = f->next_offset < 0
+                                      ? -1
+                                      : bg_consumer_lag(p->consumer, k, part, f->next_offset);
+                    double limit = lag < 0 ? TASK_WAIT_UNKNOWN_MS : TASK_WAIT_BACKLOG_MS;
+                    if (lag != 0 && (now - f->empty_since) * 1000.0 < limit)
+                        wait = true;
+                }
                 continue;
             }
             if (best < 0 || f->v[f->head].t < t->in[best].v[t->in[best].head].t)
@@ -1074,6 +1096,8 @@ bg_err bg_pipeline_run(const bg_pipeline_opts *o, bg_pipeline_stats *st, char *e
         store = rd_kafka_topic_partition_list_new(64);
         for (size_t i = 0; i < n; i++) {
             rd_kafka_message_t *m = msgs[i];
+            if (!err && m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                note_eof(&p, m);
             if (err || m->err) {
                 if (!err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                     bg_warn("consumer: %s", rd_kafka_message_errstr(m));
