@@ -256,17 +256,20 @@ bg_err bg_consumer_subscribe(bg_consumer *c, char *errstr, size_t errstr_size) {
 
 size_t bg_consumer_poll_batch(bg_consumer *c, rd_kafka_message_t **msgs, size_t max,
                               int timeout_ms) {
-    /* rd_kafka_consume_batch_queue() waits for a full batch or the timeout;
-     * this returns as soon as the queue runs dry, so a quiet stream is not
-     * held back by batch_max_ms */
-    size_t n = 0;
-    while (n < max) {
-        rd_kafka_message_t *m = rd_kafka_consume_queue(c->q, n ? 0 : timeout_ms);
-        if (!m)
-            break;
-        msgs[n++] = m;
-    }
-    return n;
+    /* The first message waits up to timeout_ms; the rest is what the queue
+     * holds now, taken in one call (one lock of the queue, not one per
+     * message). rd_kafka_consume_batch_queue() with a timeout would wait for
+     * a full batch, holding a quiet stream back by batch_max_ms. */
+    if (max == 0)
+        return 0;
+    rd_kafka_message_t *m = rd_kafka_consume_queue(c->q, timeout_ms);
+    if (!m)
+        return 0;
+    msgs[0] = m;
+    if (max == 1)
+        return 1;
+    ssize_t more = rd_kafka_consume_batch_queue(c->q, 0, msgs + 1, max - 1);
+    return 1 + (more > 0 ? (size_t)more : 0);
 }
 
 int bg_consumer_kind(bg_consumer *c, const rd_kafka_message_t *m) {

@@ -70,6 +70,7 @@ typedef struct fifo {
     item *v;
     size_t head, len, cap;
     int64_t next_offset;  /* offset after the last message received, -1 before any */
+    int64_t store_next;   /* offset after the last message applied in this batch, 0 = none */
     double empty_since;   /* when it last ran dry (monotonic s) */
     bool paused;
 } fifo;
@@ -292,14 +293,22 @@ static void on_revoke(void *opaque, int kind, int32_t partition, bool lost) {
 
 static void before_revoke(void *opaque, bool lost);
 
-/* Add (topic, partition, offset + 1) to the store list, keeping the highest. */
-static void note_offset(rd_kafka_topic_partition_list_t *l, const rd_kafka_message_t *m) {
-    const char *topic = rd_kafka_topic_name(m->rkt);
-    rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(l, topic, m->partition);
-    if (!tp)
-        tp = rd_kafka_topic_partition_list_add(l, topic, m->partition);
-    if (m->offset + 1 > tp->offset)
-        tp->offset = m->offset + 1;
+/* The batch's offsets to store: (topic, partition, offset after the last
+ * applied message) of every input that applied one; built once per batch,
+ * not per message. */
+static rd_kafka_topic_partition_list_t *batch_offsets(pipe_t *p) {
+    static const bg_topic input_topics[3] = {BG_TOPIC_USAGE, BG_TOPIC_SECRETS, BG_TOPIC_TOOLCALLS};
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(64);
+    for (int32_t t = 0; t < p->n_tasks; t++)
+        for (int k = 0; k < 3; k++) {
+            fifo *f = &p->tasks[t].in[k];
+            if (!f->store_next)
+                continue;
+            rd_kafka_topic_partition_list_add(l, p->o->cfg->topics[input_topics[k]], t)->offset =
+                f->store_next;
+            f->store_next = 0;
+        }
+    return l;
 }
 
 static bool key_matches(const rd_kafka_message_t *m, bg_str identity) {
@@ -325,14 +334,15 @@ static bg_err ensure_schema(pipe_t *p, const rd_kafka_message_t *m, char *why, s
 }
 
 /* Decode and apply one message; dead-letter it when it cannot be. */
-static bg_err process(pipe_t *p, int kind, rd_kafka_message_t *m,
-                      rd_kafka_topic_partition_list_t *store) {
+static bg_err process(pipe_t *p, int kind, rd_kafka_message_t *m) {
     bg_event ev;
     char why[256];
     bg_err err = ensure_schema(p, m, why, sizeof why);
     if (err && err != BG_ERR_UNKNOWN_SCHEMA && err != BG_ERR_SCHEMA)
         return err;
-    note_offset(store, m);
+    fifo *in = &p->tasks[m->partition].in[kind];
+    if (m->offset + 1 > in->store_next)
+        in->store_next = m->offset + 1;
     if (!err)
         err = bg_codec_decode_event(p->o->codec, (bg_event_kind)kind, m->payload, m->len, &ev,
                                     why, sizeof why);
@@ -446,8 +456,7 @@ static bg_err route(pipe_t *p, rd_kafka_message_t *m) {
 /* The event-time merge of one task: always apply the buffered message with
  * the smallest event time; when an input has nothing buffered and is not
  * known to be caught up, wait for it (TASK_WAIT_*) before moving on. */
-static bg_err drain(pipe_t *p, int32_t part, rd_kafka_topic_partition_list_t *store,
-                    double now) {
+static bg_err drain(pipe_t *p, int32_t part, double now) {
     task *t = &p->tasks[part];
     if (t->restore != RESTORE_DONE)
         return BG_OK; /* its input waits until the changelog is read */
@@ -486,7 +495,7 @@ static bg_err drain(pipe_t *p, int32_t part, rd_kafka_topic_partition_list_t *st
             bg_consumer_pause(p->consumer, best, part, false);
             f->paused = false;
         }
-        bg_err err = process(p, best, it.m, store);
+        bg_err err = process(p, best, it.m);
         rd_kafka_message_destroy(it.m);
         if (err)
             return err;
@@ -1093,7 +1102,6 @@ bg_err bg_pipeline_run(const bg_pipeline_opts *o, bg_pipeline_stats *st, char *e
             snprintf(errstr, errstr_size, "fatal consumer error: %s", fe);
             err = BG_ERR_KAFKA;
         }
-        store = rd_kafka_topic_partition_list_new(64);
         for (size_t i = 0; i < n; i++) {
             rd_kafka_message_t *m = msgs[i];
             if (!err && m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
@@ -1119,12 +1127,13 @@ bg_err bg_pipeline_run(const bg_pipeline_opts *o, bg_pipeline_stats *st, char *e
         for (int32_t t = 0; t < p.n_tasks && !err; t++) {
             if (!p.tasks[t].engine)
                 continue;
-            bg_err perr = drain(&p, t, store, tnow);
+            bg_err perr = drain(&p, t, tnow);
             if (perr) {
                 err = perr;
                 snprintf(errstr, errstr_size, "processing failed: %s", bg_err_str(perr));
             }
         }
+        store = batch_offsets(&p);
         size_t applied = p.applied;
         if (n)
             bg_debug("batch: %zu polled, %zu applied, %zu buffered", n, applied, buffered(&p));
