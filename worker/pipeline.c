@@ -18,9 +18,10 @@
  * snapshot already covers is skipped, so input read again from an older
  * committed offset is not applied twice.
  *
- * Commit: at_least_once, every batch: outputs acknowledged, then the
- * changelog acknowledged, then offsets stored (committed by librdkafka every
- * worker.commit_interval_ms). exactly_once, every worker.commit_interval_ms
+ * Commit: at_least_once, every batch the outputs are acknowledged, and every
+ * worker.commit_interval_ms (and before a revocation, and at shutdown) the
+ * changelog is produced and acknowledged, then the offsets applied since are
+ * stored (librdkafka commits them). exactly_once, every worker.commit_interval_ms
  * (and before a revocation): changelog records produced, then offsets sent
  * to the transaction, then one commit. An aborted transaction drops every
  * task's state, rewinds the input to the committed offsets and restores the
@@ -34,14 +35,7 @@
 #include <time.h>
 
 #include "../detectors/engine.h"
-#if defined(__has_include)
-#if __has_include("../detectors/snapshot.h")
 #include "../detectors/snapshot.h"
-#endif
-#endif
-#ifndef BG_SNAPSHOT_VERSION
-#define BG_SNAPSHOT_VERSION 1
-#endif
 #include "changelog.h"
 #include "consume.h"
 #include "emit.h"
@@ -124,8 +118,11 @@ typedef struct pipe {
     bg_restorer *restorer;   /* state.changelog: reads changelog partitions */
     bool changelog;
     bool eos;                /* exactly_once */
-    rd_kafka_topic_partition_list_t *txn_offsets; /* eos: next offsets of the open transaction */
-    double txn_t0;           /* when the open transaction began (monotonic s) */
+    /* next offsets applied since the last commit: of the open transaction
+     * (eos), or waiting for the changelog before they are stored (at least
+     * once); both commit once per worker.commit_interval_ms */
+    rd_kafka_topic_partition_list_t *txn_offsets;
+    double txn_t0;           /* when the commit interval began (monotonic s) */
     bool rebuild;            /* eos: a transaction was aborted: rewind and restore */
     bg_buf snap, scratch;    /* changelog encoding / decoding */
     /* totals of engines dropped (revocation, rebuild) plus the live ones' */
@@ -974,11 +971,42 @@ static bg_err commit_txn(pipe_t *p, char *errstr, size_t errstr_size) {
     return fenced(p, why, errstr, errstr_size);
 }
 
+static bg_err sync_outputs(pipe_t *p);
+
+/* At least once: the changelog of what was applied since the last commit,
+ * acknowledged, then the input offsets stored (librdkafka commits them). */
+static bg_err alo_commit(pipe_t *p, char *errstr, size_t errstr_size) {
+    bg_err err = write_changelog(p);
+    if (!err)
+        err = sync_outputs(p);
+    p->txn_t0 = now_s();
+    if (err) {
+        snprintf(errstr, errstr_size, "changelog not delivered (%s): offsets not committed",
+                 bg_err_str(err));
+        return err;
+    }
+    if (p->txn_offsets->cnt)
+        bg_consumer_store(p->consumer, p->txn_offsets);
+    rd_kafka_topic_partition_list_destroy(p->txn_offsets);
+    p->txn_offsets = rd_kafka_topic_partition_list_new(64);
+    return BG_OK;
+}
+
 static void before_revoke(void *opaque, bool lost) {
     pipe_t *p = opaque;
-    if (!p->eos || p->fatal)
-        return;
+    if (p->fatal || !p->emitter)
+        return; /* failed, or shutting down: the last commit is behind us */
     char errstr[1024];
+    if (!p->eos) {
+        if (lost) { /* someone else's already: their offsets are not ours to store */
+            rd_kafka_topic_partition_list_destroy(p->txn_offsets);
+            p->txn_offsets = rd_kafka_topic_partition_list_new(64);
+        } else if (alo_commit(p, errstr, sizeof errstr)) {
+            snprintf(p->fatal_msg, sizeof p->fatal_msg, "%s", errstr);
+            p->fatal = BG_ERR_KAFKA;
+        }
+        return;
+    }
     if (lost) {
         /* the partitions are someone else's already: nothing of this
          * transaction may be published */
@@ -1165,15 +1193,9 @@ bg_err bg_pipeline_run(const bg_pipeline_opts *o, bg_pipeline_stats *st, char *e
                 if (!err)
                     err = sync_outputs(&p);
                 if (!err) {
-                    err = write_changelog(&p);
-                    if (!err)
-                        err = sync_outputs(&p);
-                    if (err)
-                        snprintf(errstr, errstr_size,
-                                 "changelog not delivered (%s): offsets not committed",
-                                 bg_err_str(err));
-                    else
-                        bg_consumer_store(p.consumer, store);
+                    merge_offsets(p.txn_offsets, store);
+                    if ((now_s() - p.txn_t0) * 1000.0 >= (double)o->cfg->commit_interval_ms)
+                        err = alo_commit(&p, errstr, errstr_size);
                 } else {
                     snprintf(errstr, errstr_size,
                              "outputs not delivered (%s): offsets not committed", bg_err_str(err));
@@ -1218,6 +1240,8 @@ bg_err bg_pipeline_run(const bg_pipeline_opts *o, bg_pipeline_stats *st, char *e
         err = commit_txn(&p, errstr, errstr_size);
         if (!err && p.rebuild)
             bg_warn("the last transaction was aborted: its input is read again after a restart");
+    } else if (!err && p.emitter) {
+        err = alo_commit(&p, errstr, errstr_size);
     }
     p.eos = false; /* the consumer's close revokes: nothing is left to commit */
     bg_emitter_free(p.emitter);

@@ -3,8 +3,9 @@
  * own file: consume.c, codec.c, the engine in detectors/, emit.c.
  *
  * One batch at a time: poll up to worker.batch_max_messages (or
- * worker.batch_max_ms), decode and apply every message, emit the outputs,
- * wait for their acknowledgement, then store the batch's offsets.
+ * worker.batch_max_ms), decode and apply every message, emit the outputs and
+ * wait for their acknowledgement; offsets are committed once per
+ * worker.commit_interval_ms, after the changelog (pipeline.c).
  *
  * Policy reload: on *reload (SIGHUP) or when the policy file changes (checked
  * once a second: mtime, inode, size, so a Kubernetes ConfigMap's symlink swap
