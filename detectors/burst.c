@@ -188,6 +188,7 @@ bg_err bg_burst_raise(bg_engine *e, bg_ident *id, const bg_signal *s, bg_outputs
         if (!b)
             return BG_ERR_NOMEM;
         b->owner_ident = id;
+        b->seq = ++e->burst_seq;
         b->cls = s->cls;
         b->action = s->action;
         b->start = s->t;

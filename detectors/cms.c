@@ -214,3 +214,11 @@ size_t bg_cms_bytes(const bg_cms *c) {
     return c ? sizeof *c + (size_t)c->width * c->depth * sizeof *c->counters : 0;
 }
 const uint32_t *bg_cms_counters(const bg_cms *c) { return c ? c->counters : NULL; }
+
+bg_err bg_cms_load(bg_cms *c, const uint32_t *counters, size_t n, uint64_t total) {
+    if (!c || !counters || n != (size_t)c->width * c->depth)
+        return BG_ERR_INVALID;
+    memcpy(c->counters, counters, n * sizeof *c->counters);
+    c->total = total;
+    return BG_OK;
+}

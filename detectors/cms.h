@@ -81,6 +81,9 @@ uint32_t bg_cms_depth(const bg_cms *c);
 size_t bg_cms_bytes(const bg_cms *c);
 /* The counters, row-major, width*depth of them (for tests and snapshots). */
 const uint32_t *bg_cms_counters(const bg_cms *c);
+/* Replaces the counters (n = width*depth of them, row-major) and the total:
+ * a snapshot read back. BG_ERR_INVALID when n does not match (c unchanged). */
+bg_err bg_cms_load(bg_cms *c, const uint32_t *counters, size_t n, uint64_t total);
 
 /* Key of a pair, e.g. the bigram parent_tool -> tool from the two tools'
  * hashes; order matters (a->b differs from b->a). */

@@ -21,6 +21,7 @@
  * learning_period_ms are its baseline: novelty counts only after that, so a
  * new identity does not look compromised. */
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,12 +76,26 @@ const char *bg_engine_owner(const bg_engine *e, const bg_ident *id) {
     return id->owner ? e->owners[id->owner - 1] : NULL;
 }
 
+/* Owners are found through a small open-addressing index of their hashes
+ * (slot = owner index + 1, 0 = empty, load <= 1/2), so interning costs the
+ * same with ten owners or ten thousand (a restore interns one per identity). */
+static void owner_index_put(bg_engine *e, uint32_t k) {
+    const char *o = e->owners[k];
+    size_t j = (size_t)bg_hash64(o, strlen(o), BG_SEED_IDENTITY) & (e->cap_owner_idx - 1);
+    while (e->owner_idx[j])
+        j = (j + 1) & (e->cap_owner_idx - 1);
+    e->owner_idx[j] = k + 1;
+}
+
 static bg_err owner_intern(bg_engine *e, bg_str owner, uint32_t *out) {
-    for (uint32_t i = 0; i < e->n_owners; i++)
-        if (str_is(owner, e->owners[i])) {
-            *out = i + 1;
-            return BG_OK;
-        }
+    uint64_t h = bg_hash64(owner.ptr, owner.len, BG_SEED_IDENTITY);
+    if (e->cap_owner_idx)
+        for (size_t j = (size_t)h & (e->cap_owner_idx - 1); e->owner_idx[j];
+             j = (j + 1) & (e->cap_owner_idx - 1))
+            if (str_is(owner, e->owners[e->owner_idx[j] - 1])) {
+                *out = e->owner_idx[j];
+                return BG_OK;
+            }
     if (e->n_owners == e->cap_owners) {
         uint32_t nc = e->cap_owners ? e->cap_owners * 2 : 16;
         char **no = realloc(e->owners, nc * sizeof *no);
@@ -97,6 +112,17 @@ static bg_err owner_intern(bg_engine *e, bg_str owner, uint32_t *out) {
         e->owner_grants = ng;
         e->cap_owners = nc;
     }
+    if ((e->n_owners + 1) * 2 > e->cap_owner_idx) {
+        uint32_t nc = e->cap_owner_idx ? e->cap_owner_idx * 2 : 32;
+        uint32_t *ni = calloc(nc, sizeof *ni);
+        if (!ni)
+            return BG_ERR_NOMEM;
+        free(e->owner_idx);
+        e->owner_idx = ni;
+        e->cap_owner_idx = nc;
+        for (uint32_t k = 0; k < e->n_owners; k++)
+            owner_index_put(e, k);
+    }
     e->owner_hour[e->n_owners] = INT64_MIN;
     e->owner_grants[e->n_owners] = 0;
     char *d = malloc((size_t)owner.len + 1);
@@ -105,6 +131,7 @@ static bg_err owner_intern(bg_engine *e, bg_str owner, uint32_t *out) {
     memcpy(d, owner.ptr, owner.len);
     d[owner.len] = 0;
     e->owners[e->n_owners++] = d;
+    owner_index_put(e, e->n_owners - 1);
     *out = e->n_owners;
     return BG_OK;
 }
@@ -138,21 +165,64 @@ static void src_reset(bg_ident *id) {
     }
 }
 
+/* The slot holding the identity, or the empty slot that ends its probe
+ * sequence (where an insert goes); *found tells which. e->cap > 0. */
+static size_t probe(const bg_engine *e, const char *name, size_t len, uint64_t h,
+                    bg_ident **found) {
+    size_t j = (size_t)h & (e->cap - 1);
+    for (bg_ident *id; (id = e->slots[j]) != NULL; j = (j + 1) & (e->cap - 1))
+        if (id->hash == h && !strncmp(id->identity, name, len) && id->identity[len] == 0) {
+            *found = id;
+            return j;
+        }
+    *found = NULL;
+    return j;
+}
+
+static bg_ident *ident_find(const bg_engine *e, const char *name, size_t len, uint64_t h) {
+    bg_ident *id = NULL;
+    if (e->cap)
+        (void)probe(e, name, len, h, &id);
+    return id;
+}
+
+/* Bytes an identity holds besides its struct and name (what events change). */
+static size_t ident_var_bytes(const bg_ident *id) {
+    size_t n = bg_novel_heap_bytes(&id->seen);
+    if (id->recent) {
+        n += sizeof *id->recent;
+        for (uint32_t i = 0; i < id->recent->n_secrets; i++)
+            n += strlen(id->recent->secrets[i].id) + 1;
+        for (uint32_t i = 0; i < id->recent->n_dests; i++)
+            n += strlen(id->recent->dests[i].dest) + 1;
+    }
+    if (id->det)
+        n += sizeof *id->det;
+    if (id->burst) {
+        n += sizeof *id->burst + bg_hll_bytes(&id->burst->dests) +
+             bg_hll_bytes(&id->burst->traces) - 2 * sizeof(bg_hll);
+        if (id->burst->envelope_id)
+            n += strlen(id->burst->envelope_id) + 1;
+    }
+    return n;
+}
+
+static size_t ident_fixed_bytes(const bg_ident *id) {
+    return sizeof *id + strlen(id->identity) + 1;
+}
+
 static bg_err ident_get(bg_engine *e, bg_str identity, int64_t t, bg_ident **out) {
     uint64_t h = bg_hash64(identity.ptr, identity.len, BG_SEED_IDENTITY);
-    if (e->cap) {
-        size_t j = (size_t)h & (e->cap - 1);
-        for (bg_ident *id; (id = e->slots[j]) != NULL; j = (j + 1) & (e->cap - 1))
-            if (id->hash == h && !strncmp(id->identity, identity.ptr, identity.len) &&
-                id->identity[identity.len] == 0) {
-                *out = id;
-                return BG_OK;
-            }
-    }
     if ((e->count + 1) * 10 > e->cap * 7) {
         bg_err err = table_grow(e);
         if (err)
             return err;
+    }
+    bg_ident *found;
+    size_t slot = probe(e, identity.ptr, identity.len, h, &found);
+    if (found) {
+        *out = found;
+        return BG_OK;
     }
     bg_ident *id = calloc(1, sizeof *id);
     if (!id)
@@ -169,11 +239,9 @@ static bg_err ident_get(bg_engine *e, bg_str identity, int64_t t, bg_ident **out
     id->first_seen_min = min < 0 ? 0 : min > UINT32_MAX ? UINT32_MAX : (uint32_t)min;
     id->bucket_start = floor_div(t, e->policy->bucket_ms) * e->policy->bucket_ms;
     src_reset(id);
-    size_t j = (size_t)h & (e->cap - 1);
-    while (e->slots[j])
-        j = (j + 1) & (e->cap - 1);
-    e->slots[j] = id;
+    e->slots[slot] = id;
     e->count++;
+    e->id_bytes += sizeof *id + (size_t)identity.len + 1;
     *out = id;
     return BG_OK;
 }
@@ -185,6 +253,252 @@ static void ident_free(bg_engine *e, bg_ident *id) {
     bg_novel_free(&id->seen);
     free(id->identity);
     free(id);
+}
+
+/* Linear probing with backward-shift deletion: the entries after the hole
+ * that may live there (their home is not cyclically within (hole, j]) move
+ * back, so every probe sequence stays unbroken without tombstones. */
+static void table_delete(bg_engine *e, const bg_ident *id) {
+    const size_t mask = e->cap - 1;
+    size_t i = (size_t)id->hash & mask;
+    while (e->slots[i] != id)
+        i = (i + 1) & mask;
+    e->slots[i] = NULL;
+    for (size_t j = (i + 1) & mask; e->slots[j]; j = (j + 1) & mask) {
+        size_t home = (size_t)e->slots[j]->hash & mask;
+        bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+        if (stays)
+            continue;
+        e->slots[i] = e->slots[j];
+        e->slots[j] = NULL;
+        i = j;
+    }
+}
+
+/* Removes id from the store and frees it; its name goes to *name when
+ * asked for (the caller owns it then). Open bursts end silently. */
+static void ident_drop(bg_engine *e, bg_ident *id, char **name) {
+    table_delete(e, id);
+    e->count--;
+    e->id_bytes -= ident_fixed_bytes(id) + ident_var_bytes(id);
+    if (id->flags & BG_IDENT_DIRTY) {
+        e->dirty[id->dirty_at] = NULL;
+        e->n_dirty_ids--;
+    }
+    if (name) {
+        *name = id->identity;
+        id->identity = NULL;
+    }
+    ident_free(e, id);
+}
+
+/* ---- store: bounds, eviction, dirty list -------------------------------------- */
+
+#define EVICTED_MAX (1u << 20) /* tombstones held for the worker; older ones are dropped */
+#define HIST_BINS 1024u
+#define REASON_STRINGS_MAX 256u
+
+static size_t total_bytes(const bg_engine *e) {
+    return (size_t)e->id_bytes + e->cap * sizeof *e->slots + bg_cms_bytes(e->dest_pop) +
+           bg_cms_bytes(e->bigram_pop);
+}
+
+/* Last activity: the event time of the latest event (or the bucket a tick
+ * moved the identity's state to). */
+static int64_t last_active(const bg_ident *id) { return id->bucket_start + (int64_t)id->last_ms; }
+
+/* Squeezes out the entries of identities dropped while dirty. */
+static void dirty_compact(bg_engine *e) {
+    size_t w = 0;
+    for (size_t i = 0; i < e->n_dirty; i++)
+        if (e->dirty[i]) {
+            e->dirty[w] = e->dirty[i];
+            e->dirty[w]->dirty_at = (uint32_t)w;
+            w++;
+        }
+    e->n_dirty = w;
+}
+
+static bg_err mark_dirty(bg_engine *e, bg_ident *id) {
+    if ((id->flags & BG_IDENT_DIRTY) || e->no_dirty)
+        return BG_OK;
+    if (e->n_dirty == e->cap_dirty && e->n_dirty > 2 * e->n_dirty_ids + 1024)
+        dirty_compact(e); /* at least half the entries were dropped ones */
+    if (e->n_dirty == e->cap_dirty) {
+        size_t nc = e->cap_dirty ? e->cap_dirty * 2 : 1024;
+        if (nc > UINT32_MAX)
+            return BG_ERR_NOMEM;
+        bg_ident **nd = realloc(e->dirty, nc * sizeof *nd);
+        if (!nd)
+            return BG_ERR_NOMEM;
+        e->dirty = nd;
+        e->cap_dirty = nc;
+    }
+    id->dirty_at = (uint32_t)e->n_dirty;
+    e->dirty[e->n_dirty++] = id;
+    id->flags |= BG_IDENT_DIRTY;
+    e->n_dirty_ids++;
+    return BG_OK;
+}
+
+/* Queues an evicted identity's name for its tombstone (takes ownership). */
+static void evicted_push(bg_engine *e, char *name) {
+    if (e->ev_count == e->ev_cap && e->ev_cap < EVICTED_MAX) {
+        size_t nc = e->ev_cap ? e->ev_cap * 2 : 256;
+        char **nr = malloc(nc * sizeof *nr);
+        if (nr) {
+            for (size_t i = 0; i < e->ev_count; i++)
+                nr[i] = e->evicted[(e->ev_head + i) % e->ev_cap];
+            free(e->evicted);
+            e->evicted = nr;
+            e->ev_cap = nc;
+            e->ev_head = 0;
+        }
+    }
+    if (e->ev_count == e->ev_cap) { /* full (or no memory): the oldest goes untold */
+        if (!e->ev_cap) {
+            free(name);
+            e->sst.tombstones_dropped++;
+            return;
+        }
+        free(e->evicted[e->ev_head]);
+        e->ev_head = (e->ev_head + 1) % e->ev_cap;
+        e->ev_count--;
+        e->sst.tombstones_dropped++;
+    }
+    e->evicted[(e->ev_head + e->ev_count) % e->ev_cap] = name;
+    e->ev_count++;
+}
+
+static void evict(bg_engine *e, bg_ident *id) {
+    char *name = NULL;
+    ident_drop(e, id, &name);
+    evicted_push(e, name);
+}
+
+static int cmp_victim(const void *a, const void *b) {
+    const bg_ident *x = *(const bg_ident *const *)a, *y = *(const bg_ident *const *)b;
+    int64_t tx = last_active(x), ty = last_active(y);
+    if (tx != ty)
+        return tx < ty ? -1 : 1;
+    if (x->hash != y->hash)
+        return x->hash < y->hash ? -1 : 1;
+    return strcmp(x->identity, y->identity);
+}
+
+/* Appends to v up to want identities (with or without an open burst) that
+ * were least recently active: a histogram of last activity, HIST_BINS bins
+ * over the candidates' span (exact while the span is under HIST_BINS ms),
+ * gives the cutoff; the bin at the cutoff gives up its identities in table
+ * order. Three passes over the table, no allocation. */
+static size_t pick_victims(bg_engine *e, bool with_burst, size_t want, bg_ident **v, size_t nv) {
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    size_t cand = 0;
+    for (size_t i = 0; i < e->cap; i++) {
+        const bg_ident *id = e->slots[i];
+        if (!id || (id->burst != NULL) != with_burst)
+            continue;
+        int64_t t = last_active(id);
+        lo = t < lo ? t : lo;
+        hi = t > hi ? t : hi;
+        cand++;
+    }
+    if (!cand || !want)
+        return nv;
+    const uint64_t width = ((uint64_t)hi - (uint64_t)lo) / HIST_BINS + 1;
+#define BIN(id) ((size_t)(((uint64_t)last_active(id) - (uint64_t)lo) / width))
+    size_t cut = HIST_BINS, at_cut = 0; /* take bins < cut, and at_cut from bin cut */
+    if (cand > want) {
+        uint32_t hist[HIST_BINS] = {0};
+        for (size_t i = 0; i < e->cap; i++) {
+            const bg_ident *id = e->slots[i];
+            if (id && (id->burst != NULL) == with_burst)
+                hist[BIN(id)]++;
+        }
+        size_t cum = 0;
+        for (cut = 0; cut < HIST_BINS && cum + hist[cut] < want; cut++)
+            cum += hist[cut];
+        at_cut = want - cum;
+    }
+    for (size_t i = 0; i < e->cap && want; i++) {
+        bg_ident *id = e->slots[i];
+        if (!id || (id->burst != NULL) != with_burst)
+            continue;
+        size_t bin = BIN(id);
+        if (bin < cut || (bin == cut && at_cut)) {
+            if (bin == cut)
+                at_cut--;
+            v[nv++] = id;
+            want--;
+        }
+    }
+#undef BIN
+    return nv;
+}
+
+/* Evicts want identities: the least recently active without an open burst
+ * first, then (only when those are not enough) the least recently active
+ * with one; their bursts end without an ENDED verdict. */
+static bg_err evict_batch(bg_engine *e, size_t want) {
+    if (want > e->count)
+        want = e->count;
+    bg_ident **v = malloc((want ? want : 1) * sizeof *v);
+    if (!v)
+        return BG_ERR_NOMEM;
+    size_t n = pick_victims(e, false, want, v, 0);
+    if (n < want)
+        n = pick_victims(e, true, want - n, v, n);
+    qsort(v, n, sizeof *v, cmp_victim);
+    for (size_t i = 0; i < n; i++)
+        evict(e, v[i]);
+    e->sst.evicted_bound += n;
+    free(v);
+    return BG_OK;
+}
+
+static bool over_bounds(const bg_engine *e) {
+    return (e->lim.max_identities && e->count > e->lim.max_identities) ||
+           (e->lim.max_bytes && total_bytes(e) > e->lim.max_bytes);
+}
+
+/* A sixteenth of the store at once (at least what the identity bound
+ * needs), so the passes over the table cost O(16) slots per new identity. */
+static bg_err enforce_bounds(bg_engine *e) {
+    while (e->count && over_bounds(e)) {
+        size_t want = e->count / 16;
+        if (e->lim.max_identities && e->count > e->lim.max_identities &&
+            want < e->count - e->lim.max_identities)
+            want = e->count - e->lim.max_identities;
+        bg_err err = evict_batch(e, want ? want : 1);
+        if (err)
+            return err;
+    }
+    return BG_OK;
+}
+
+/* Idle eviction in event time: visits up to the credit the events since the
+ * last tick earned (4 slots each, plus 64), from a cursor that wraps around
+ * the table. Backward-shift deletion moves entries only into the hole at
+ * the cursor or after it, so re-reading the cursor's slot misses nothing. */
+static void sweep_idle(bg_engine *e) {
+    if (!e->cap || e->lim.idle_ttl_ms <= 0 || e->st.watermark < INT64_MIN + e->lim.idle_ttl_ms)
+        return; /* nothing can be that far behind yet */
+    uint64_t budget = e->sweep_credit + 64;
+    e->sweep_credit = 0;
+    if (budget > e->cap)
+        budget = e->cap;
+    const int64_t cutoff = e->st.watermark - e->lim.idle_ttl_ms;
+    for (; budget; budget--) {
+        if (e->sweep >= e->cap)
+            e->sweep = 0;
+        bg_ident *id = e->slots[e->sweep];
+        if (id && !id->burst && last_active(id) < cutoff) {
+            evict(e, id);
+            e->sst.evicted_idle++;
+            continue;
+        }
+        e->sweep++;
+    }
 }
 
 static bool learned(const bg_engine *e, const bg_ident *id, int64_t t) {
@@ -342,6 +656,7 @@ static bg_err roll_to(bg_engine *e, bg_ident *id, int64_t t, bg_outputs *out) {
     id->b_secrets = id->b_tools = id->b_new_dests = 0;
     id->b_hot = 0;
     id->bucket_start = b;
+    id->last_ms = 0;
     src_reset(id);
     return BG_OK;
 }
@@ -402,11 +717,20 @@ void bg_engine_free(bg_engine *e) {
     for (uint32_t i = 0; i < e->n_owners; i++)
         free(e->owners[i]);
     free(e->owners);
+    free(e->owner_idx);
     free(e->owner_hour);
     free(e->owner_grants);
     free(e->slots);
     bg_cms_free(e->dest_pop);
     bg_cms_free(e->bigram_pop);
+    free(e->dirty);
+    for (size_t i = 0; i < e->ev_count; i++)
+        free(e->evicted[(e->ev_head + i) % e->ev_cap]);
+    free(e->evicted);
+    for (uint32_t i = 0; i < e->n_rstr; i++)
+        free(e->rstr[i]);
+    free(e->rstr);
+    bg_snap_buf_free(&e->sbuf);
     free(e);
 }
 
@@ -417,19 +741,9 @@ void bg_engine_stats_get(const bg_engine *e, bg_engine_stats *st) {
 
 size_t bg_engine_state_bytes(const bg_engine *e) {
     size_t n = e->cap * sizeof *e->slots + bg_cms_bytes(e->dest_pop) + bg_cms_bytes(e->bigram_pop);
-    for (size_t i = 0; i < e->cap; i++) {
-        const bg_ident *id = e->slots[i];
-        if (!id)
-            continue;
-        n += sizeof *id + strlen(id->identity) + 1 + bg_novel_heap_bytes(&id->seen);
-        if (id->recent)
-            n += sizeof *id->recent;
-        if (id->det)
-            n += sizeof *id->det;
-        if (id->burst)
-            n += sizeof *id->burst + bg_hll_bytes(&id->burst->dests) +
-                 bg_hll_bytes(&id->burst->traces) - 2 * sizeof(bg_hll);
-    }
+    for (size_t i = 0; i < e->cap; i++)
+        if (e->slots[i])
+            n += ident_fixed_bytes(e->slots[i]) + ident_var_bytes(e->slots[i]);
     return n;
 }
 
@@ -583,12 +897,21 @@ static bool limit_signal(const bg_policy *pol, bg_ident *id, const bg_event *ev,
     return true;
 }
 
+static bool is_partition_key(const char *s, size_t n) {
+    return n == sizeof BG_ENGINE_PARTITION_KEY - 1 && !memcmp(s, BG_ENGINE_PARTITION_KEY, n);
+}
+
+static bg_err observe_ident(bg_engine *e, bg_ident *id, const bg_event *ev, int64_t offset,
+                            bg_outputs *out);
+
 bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_outputs *out) {
     const bg_policy *p = e->policy;
-    if (!ev->identity.ptr || ev->identity.len == 0 || (unsigned)ev->kind >= BG_EV_ENVELOPE)
+    if (!ev->identity.ptr || ev->identity.len == 0 || (unsigned)ev->kind >= BG_EV_ENVELOPE ||
+        is_partition_key(ev->identity.ptr, ev->identity.len))
         return BG_ERR_INVALID;
     const int64_t t = ev->event_time;
     e->st.events++;
+    e->sweep_credit += 4;
     if (t > e->st.stream_time) {
         e->st.stream_time = t;
         e->st.watermark = t - p->allowed_lateness_ms;
@@ -597,12 +920,36 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
     bg_err err = ident_get(e, ev->identity, t, &id);
     if (err)
         return err;
-    if (!id->owner && ev->owner.ptr && ev->owner.len && (err = owner_intern(e, ev->owner, &id->owner)))
+    if ((err = mark_dirty(e, id)))
         return err;
+    size_t before = ident_var_bytes(id);
+    err = observe_ident(e, id, ev, offset, out);
+    e->id_bytes = e->id_bytes - before + ident_var_bytes(id);
+    if (!err && (e->lim.max_identities || e->lim.max_bytes))
+        err = enforce_bounds(e);
+    return err;
+}
+
+static bg_err observe_ident(bg_engine *e, bg_ident *id, const bg_event *ev, int64_t offset,
+                            bg_outputs *out) {
+    const bg_policy *p = e->policy;
+    const int64_t t = ev->event_time;
+    bg_err err;
+    if (!id->owner && ev->owner.ptr && ev->owner.len) {
+        if ((err = owner_intern(e, ev->owner, &id->owner)))
+            return err;
+        e->part_dirty = true;
+    }
     if (t < e->st.watermark)
         e->st.late_events++;
     if (t >= id->bucket_start && (err = roll_to(e, id, t, out)))
         return err; /* late events go to the current bucket */
+    if (t >= id->bucket_start) {
+        int64_t off = t - id->bucket_start;
+        uint32_t o = off > UINT32_MAX ? UINT32_MAX : (uint32_t)off;
+        if (o > id->last_ms)
+            id->last_ms = o;
+    }
 
     const char *owner = bg_engine_owner(e, id);
     bg_str own = ev->owner.ptr ? ev->owner : (bg_str){owner, owner ? (uint32_t)strlen(owner) : 0};
@@ -654,6 +1001,7 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
                     e->owner_grants[o] = 0;
                 }
                 owner_grants = ++e->owner_grants[o];
+                e->part_dirty = true;
             }
         }
         if (env)
@@ -688,8 +1036,10 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
             if ((err = bg_novel_insert(&id->seen, bh, &fresh)))
                 return err;
             uint32_t users;
-            if (fresh)
+            if (fresh) {
                 bg_cms_add_hash(e->bigram_pop, bh, 1);
+                e->part_dirty = true;
+            }
             if (fresh && mature && rare(e, e->bigram_pop, bh, &users))
                 bg_reason_add(extra, &n_extra, "unusual_tool_chain", "novelty", users,
                               (double)e->count, 0, 0.1);
@@ -705,8 +1055,10 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
         dh = bg_novel_hash(BG_NOVEL_DESTINATION, dest.ptr, dest.len);
         if ((err = bg_novel_insert(&id->seen, dh, &fresh)))
             return err;
-        if (fresh)
+        if (fresh) {
             bg_cms_add_hash(e->dest_pop, dh, 1);
+            e->part_dirty = true;
+        }
         uint32_t users;
         if (fresh && mature && rare(e, e->dest_pop, dh, &users))
             bg_reason_add(extra, &n_extra, "rare_destination", "rarity", users, (double)e->count,
@@ -762,20 +1114,379 @@ bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_ou
     return BG_OK;
 }
 
+static int cmp_burst_seq(const void *a, const void *b) {
+    uint64_t x = (*(const bg_burst *const *)a)->seq, y = (*(const bg_burst *const *)b)->seq;
+    return x > y ? -1 : x < y; /* newest first, as ONSETs push them */
+}
+
+/* Restored bursts were linked in restore order; the list is newest first by
+ * ONSET sequence, which is the order ticks end bursts in. */
+static bg_err sort_bursts(bg_engine *e) {
+    size_t n = 0;
+    for (bg_burst *b = e->bursts; b; b = b->next)
+        n++;
+    bg_burst **v = malloc((n ? n : 1) * sizeof *v);
+    if (!v)
+        return BG_ERR_NOMEM;
+    n = 0;
+    for (bg_burst *b = e->bursts; b; b = b->next)
+        v[n++] = b;
+    qsort(v, n, sizeof *v, cmp_burst_seq);
+    e->bursts = n ? v[0] : NULL;
+    for (size_t i = 0; i < n; i++) {
+        v[i]->prev = i ? v[i - 1] : NULL;
+        v[i]->next = i + 1 < n ? v[i + 1] : NULL;
+    }
+    free(v);
+    e->bursts_unsorted = false;
+    return BG_OK;
+}
+
 bg_err bg_engine_tick(bg_engine *e, bg_outputs *out) {
     if (e->st.watermark == INT64_MIN)
         return BG_OK;
+    bg_err err;
+    if (e->bursts_unsorted && (err = sort_bursts(e)))
+        return err;
     /* identities with an open burst that sent nothing since: close their
      * buckets as of the watermark */
     for (bg_burst *b = e->bursts; b;) {
         bg_burst *next = b->next;
         bg_ident *id = b->owner_ident;
         if (e->st.watermark >= id->bucket_start + e->policy->bucket_ms) {
-            bg_err err = roll_to(e, id, e->st.watermark, out);
+            if ((err = mark_dirty(e, id)))
+                return err;
+            size_t before = ident_var_bytes(id);
+            err = roll_to(e, id, e->st.watermark, out);
+            e->id_bytes = e->id_bytes - before + ident_var_bytes(id);
             if (err)
                 return err;
         }
         b = next;
     }
+    sweep_idle(e);
     return BG_OK;
+}
+
+/* ---- state that survives: the API ------------------------------------------------ */
+
+void bg_engine_set_limits(bg_engine *e, const bg_engine_limits *l) {
+    e->lim = *l;
+    (void)enforce_bounds(e); /* a failed batch is retried on the next event */
+}
+
+void bg_engine_set_dirty_tracking(bg_engine *e, bool on) { e->no_dirty = !on; }
+
+void bg_engine_state_stats_get(const bg_engine *e, bg_engine_state_stats *st) {
+    *st = e->sst;
+    st->dirty = e->n_dirty_ids;
+    st->bytes = total_bytes(e);
+}
+
+bg_err bg_engine_take_evicted(bg_engine *e, bg_engine_evicted_fn fn, void *opaque) {
+    while (e->ev_count) {
+        char *name = e->evicted[e->ev_head];
+        size_t n = strlen(name);
+        /* seen again since: its new state is dirty and replaces the old record */
+        if (!ident_find(e, name, n, bg_hash64(name, n, BG_SEED_IDENTITY))) {
+            bg_err err = fn(opaque, name, n);
+            if (err)
+                return err;
+        }
+        free(name);
+        e->ev_head = (e->ev_head + 1) % e->ev_cap;
+        e->ev_count--;
+    }
+    e->ev_head = 0;
+    return BG_OK;
+}
+
+static const char *class_name_of(const bg_engine *e, uint16_t k) {
+    const bg_policy *p = e->policy;
+    return p->classes[k < p->n_classes ? k : p->default_class].name;
+}
+
+static bg_err encode_ident(bg_engine *e, const bg_ident *id) {
+    return bg_snapshot_encode_ident(id, bg_engine_owner(e, id), class_name_of(e, id->klass),
+                                    id->burst ? id->burst->klass->name : NULL, &e->sbuf);
+}
+
+static const char *const cms_magic = "BGSP";
+
+static void put_cms(bg_snap_buf *b, const bg_cms *c) {
+    uint32_t w = bg_cms_width(c), d = bg_cms_depth(c);
+    const uint32_t *k = bg_cms_counters(c);
+    bg_snap_u32(b, w);
+    bg_snap_u32(b, d);
+    bg_snap_u64(b, bg_cms_total(c));
+    uint8_t *p = bg_snap_reserve(b, (size_t)w * d * 4);
+    for (size_t i = 0; p && i < (size_t)w * d; i++, p += 4) {
+        p[0] = (uint8_t)k[i];
+        p[1] = (uint8_t)(k[i] >> 8);
+        p[2] = (uint8_t)(k[i] >> 16);
+        p[3] = (uint8_t)(k[i] >> 24);
+    }
+}
+
+static bg_err encode_partition(bg_engine *e) {
+    bg_snap_buf *b = &e->sbuf;
+    bg_snap_begin(b, cms_magic, 0);
+    bg_snap_u64(b, (uint64_t)e->st.stream_time);
+    bg_snap_u64(b, (uint64_t)e->st.watermark);
+    bg_snap_u64(b, e->burst_seq);
+    /* only owners with grants count: the rest restart at 0 anyway; and no
+     * more than fit in half the record's cap (a flood of owners loses its
+     * counts, which then restart within the hour) */
+    size_t at = b->len;
+    bg_snap_u32(b, 0);
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < e->n_owners && n < BG_SNAPSHOT_MAX_OWNERS; i++) {
+        if (!e->owner_grants[i])
+            continue;
+        if (b->len > BG_SNAPSHOT_MAX / 2)
+            break;
+        bg_snap_str16(b, e->owners[i]);
+        bg_snap_u64(b, (uint64_t)e->owner_hour[i]);
+        bg_snap_u32(b, e->owner_grants[i]);
+        n++;
+    }
+    if (!b->oom)
+        for (int k = 0; k < 4; k++)
+            b->p[at + (size_t)k] = (uint8_t)(n >> (8 * k));
+    put_cms(b, e->dest_pop);
+    put_cms(b, e->bigram_pop);
+    return bg_snap_finish(b);
+}
+
+bg_err bg_engine_snapshot_dirty(bg_engine *e, bg_engine_snapshot_fn fn, void *opaque) {
+    bg_err err = BG_OK;
+    size_t i = 0;
+    for (; i < e->n_dirty; i++) {
+        bg_ident *id = e->dirty[i];
+        if (!id) /* dropped since it became dirty */
+            continue;
+        if ((err = encode_ident(e, id)) ||
+            (err = fn(opaque, id->identity, strlen(id->identity), e->sbuf.p, e->sbuf.len,
+                      last_active(id))))
+            break;
+        id->flags &= (uint16_t)~BG_IDENT_DIRTY;
+        e->n_dirty_ids--;
+    }
+    if (err) { /* the rest stays listed, in order */
+        memmove(e->dirty, e->dirty + i, (e->n_dirty - i) * sizeof *e->dirty);
+        e->n_dirty -= i;
+        for (size_t k = 0; k < e->n_dirty; k++)
+            if (e->dirty[k])
+                e->dirty[k]->dirty_at = (uint32_t)k;
+        return err;
+    }
+    e->n_dirty = 0;
+    if (e->part_dirty) {
+        if ((err = encode_partition(e)) ||
+            (err = fn(opaque, BG_ENGINE_PARTITION_KEY, sizeof BG_ENGINE_PARTITION_KEY - 1,
+                      e->sbuf.p, e->sbuf.len, e->st.stream_time)))
+            return err;
+        e->part_dirty = false;
+    }
+    return BG_OK;
+}
+
+static const char *intern_reason(void *ctx, const char *s, size_t n) {
+    bg_engine *e = ctx;
+    for (uint32_t i = 0; i < e->n_rstr; i++)
+        if (!strncmp(e->rstr[i], s, n) && e->rstr[i][n] == 0)
+            return e->rstr[i];
+    if (e->n_rstr >= REASON_STRINGS_MAX)
+        return NULL;
+    char **nr = realloc(e->rstr, (e->n_rstr + 1) * sizeof *nr);
+    if (!nr)
+        return NULL;
+    e->rstr = nr;
+    char *d = malloc(n + 1);
+    if (!d)
+        return NULL;
+    memcpy(d, s, n);
+    d[n] = 0;
+    e->rstr[e->n_rstr++] = d;
+    return d;
+}
+
+static uint16_t class_by_view(const bg_policy *p, bg_str name) {
+    for (uint32_t i = 0; i < p->n_classes; i++)
+        if (str_is(name, p->classes[i].name))
+            return (uint16_t)i;
+    return (uint16_t)p->default_class;
+}
+
+static void advance_stream_time(bg_engine *e, int64_t t) {
+    if (e->st.stream_time == INT64_MIN || t > e->st.stream_time) {
+        e->st.stream_time = t;
+        e->st.watermark = t - e->policy->allowed_lateness_ms;
+    }
+}
+
+static bg_err refuse(bg_engine *e, char *why, size_t why_size, const char *msg) {
+    if (why && why_size)
+        snprintf(why, why_size, "%s", msg);
+    e->sst.snapshots_refused++;
+    return BG_ERR_SNAPSHOT;
+}
+
+static bool get_cms_view(bg_snap_rd *r, const bg_cms *like, const uint8_t **counters,
+                         uint64_t *total) {
+    uint32_t w = bg_snap_get_u32(r), d = bg_snap_get_u32(r);
+    *total = bg_snap_get_u64(r);
+    if (r->err)
+        return false;
+    if (w != bg_cms_width(like) || d != bg_cms_depth(like)) {
+        r->err = "popularity sketch dimensions differ from this engine's";
+        return false;
+    }
+    size_t n = (size_t)w * d * 4;
+    if (n > r->n - r->off) {
+        r->err = "ends early";
+        return false;
+    }
+    *counters = r->p + r->off;
+    r->off += n;
+    return true;
+}
+
+static bg_err load_cms(bg_cms *c, const uint8_t *p, uint64_t total) {
+    size_t n = (size_t)bg_cms_width(c) * bg_cms_depth(c);
+    uint32_t *k = malloc(n * sizeof *k);
+    if (!k)
+        return BG_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++)
+        k[i] = (uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 | (uint32_t)p[4 * i + 2] << 16 |
+               (uint32_t)p[4 * i + 3] << 24;
+    bg_err err = bg_cms_load(c, k, n, total);
+    free(k);
+    return err;
+}
+
+/* The partition record: validated whole before anything is applied. */
+static bg_err restore_partition(bg_engine *e, int32_t version, const uint8_t *buf, size_t len,
+                                char *why, size_t why_size) {
+    char tmp[160];
+    bg_err err = bg_snapshot_check(buf, len, version, cms_magic, tmp, sizeof tmp);
+    if (err)
+        return refuse(e, why, why_size, tmp);
+    if (buf[6] || buf[7])
+        return refuse(e, why, why_size, "partition record has unknown flags");
+    bg_snap_rd r = {buf + BG_SNAPSHOT_HEADER, len - BG_SNAPSHOT_HEADER - BG_SNAPSHOT_TRAILER, 0,
+                    NULL};
+    int64_t stream = bg_snap_get_i64(&r), wm = bg_snap_get_i64(&r);
+    uint64_t seq = bg_snap_get_u64(&r);
+    uint32_t n_owners = bg_snap_get_u32(&r);
+    if (!r.err && n_owners > BG_SNAPSHOT_MAX_OWNERS)
+        r.err = "too many owners";
+    size_t owners_at = r.off;
+    for (uint32_t i = 0; i < n_owners && !r.err; i++) {
+        bg_str o = bg_snap_get_str16(&r, BG_MAX_STRING);
+        (void)bg_snap_get_i64(&r);
+        (void)bg_snap_get_u32(&r);
+        if (!r.err && !o.len)
+            r.err = "empty owner";
+    }
+    const uint8_t *dk = NULL, *bk = NULL;
+    uint64_t dt = 0, bt = 0;
+    if (!r.err && get_cms_view(&r, e->dest_pop, &dk, &dt))
+        (void)get_cms_view(&r, e->bigram_pop, &bk, &bt);
+    if (!r.err && r.off != r.n)
+        r.err = "trailing bytes";
+    if (!r.err && (stream < wm || wm < -1000000000000000LL || stream > 1000000000000000LL))
+        r.err = "stream time out of range";
+    if (r.err) {
+        snprintf(tmp, sizeof tmp, "partition record refused: %s at body byte %zu", r.err, r.off);
+        return refuse(e, why, why_size, tmp);
+    }
+    if ((err = load_cms(e->dest_pop, dk, dt)) || (err = load_cms(e->bigram_pop, bk, bt)))
+        return err;
+    r.off = owners_at;
+    for (uint32_t i = 0; i < n_owners; i++) {
+        bg_str o = bg_snap_get_str16(&r, BG_MAX_STRING);
+        int64_t hour = bg_snap_get_i64(&r);
+        uint32_t grants = bg_snap_get_u32(&r);
+        uint32_t k;
+        if ((err = owner_intern(e, o, &k)))
+            return err;
+        e->owner_hour[k - 1] = hour;
+        e->owner_grants[k - 1] = grants;
+    }
+    if (stream != INT64_MIN && (e->st.stream_time == INT64_MIN || stream > e->st.stream_time)) {
+        e->st.stream_time = stream;
+        e->st.watermark = wm;
+    }
+    if (seq > e->burst_seq)
+        e->burst_seq = seq;
+    e->part_dirty = false;
+    return BG_OK;
+}
+
+bg_err bg_engine_restore(bg_engine *e, const char *identity, size_t identity_len,
+                         int32_t format_version, const uint8_t *state, size_t state_len,
+                         char *why, size_t why_size) {
+    if (why && why_size)
+        why[0] = 0;
+    if (!identity || !identity_len || identity_len > BG_MAX_STRING)
+        return BG_ERR_INVALID;
+    if (is_partition_key(identity, identity_len))
+        return restore_partition(e, format_version, state, state_len, why, why_size);
+    bg_ident *id;
+    bg_snapshot_names nm;
+    uint64_t seq;
+    char tmp[160];
+    bg_err err = bg_snapshot_decode_ident(state, state_len, format_version, intern_reason, e, &id,
+                                          &nm, &seq, tmp, sizeof tmp);
+    if (err == BG_ERR_SNAPSHOT)
+        return refuse(e, why, why_size, tmp);
+    if (err)
+        return err;
+    if (nm.identity.len != identity_len || memcmp(nm.identity.ptr, identity, identity_len)) {
+        bg_snapshot_ident_free(id);
+        return refuse(e, why, why_size, "snapshot is of another identity than its key");
+    }
+    if (nm.owner.len && (err = owner_intern(e, nm.owner, &id->owner))) {
+        bg_snapshot_ident_free(id);
+        return err;
+    }
+    if ((e->count + 1) * 10 > e->cap * 7 && (err = table_grow(e))) {
+        bg_snapshot_ident_free(id);
+        return err;
+    }
+    bg_ident *old;
+    size_t slot = probe(e, identity, identity_len, id->hash, &old);
+    if (old) {
+        ident_drop(e, old, NULL); /* moves entries: probe again for the hole */
+        slot = probe(e, identity, identity_len, id->hash, &old);
+    }
+    id->klass = class_by_view(e->policy, nm.klass);
+    if (id->burst) {
+        bg_burst *b = id->burst;
+        b->klass = &e->policy->classes[class_by_view(e->policy, nm.burst_klass)];
+        b->prev = NULL;
+        b->next = e->bursts;
+        if (e->bursts)
+            e->bursts->prev = b;
+        e->bursts = b;
+        e->bursts_unsorted = true;
+        if (seq > e->burst_seq)
+            e->burst_seq = seq;
+    }
+    e->slots[slot] = id;
+    e->count++;
+    e->id_bytes += ident_fixed_bytes(id) + ident_var_bytes(id);
+    e->sst.restored++;
+    advance_stream_time(e, last_active(id));
+    return enforce_bounds(e);
+}
+
+void bg_engine_forget(bg_engine *e, const char *identity, size_t identity_len) {
+    if (!identity || !identity_len)
+        return;
+    bg_ident *id = ident_find(e, identity, identity_len,
+                              bg_hash64(identity, identity_len, BG_SEED_IDENTITY));
+    if (id)
+        ident_drop(e, id, NULL);
 }

@@ -14,6 +14,7 @@
 #ifndef BG_ENGINE_H
 #define BG_ENGINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,7 +47,9 @@ void bg_engine_free(bg_engine *e); /* NULL is a no-op */
 bg_err bg_engine_observe(bg_engine *e, const bg_event *ev, int64_t offset, bg_outputs *out);
 
 /* Close what the watermark has passed: ends bursts of identities that went
- * quiet. Call after each batch; cost is proportional to the active bursts. */
+ * quiet, and (with an idle_ttl_ms) evicts idle identities. Call after each
+ * batch; cost is proportional to the active bursts plus 4 table slots per
+ * event observed since the previous tick (see bg_engine_limits). */
 bg_err bg_engine_tick(bg_engine *e, bg_outputs *out);
 
 /* Swap in a new policy (a reload). Open bursts and identities keep their
@@ -62,6 +65,14 @@ void bg_engine_set_envelopes(bg_engine *e, const bg_envset *live);
 void bg_engine_stats_get(const bg_engine *e, bg_engine_stats *st);
 
 /* ---- state that survives: bounds, eviction, snapshots (see snapshot.h) ----
+ *
+ * Use from the worker, per task: before each commit, bg_engine_take_evicted()
+ * (tombstones) and bg_engine_snapshot_dirty() (records, the partition
+ * record last), in either order, into the same transaction. On assignment,
+ * before the first event: bg_engine_restore() for every latest record of
+ * the partition's changelog (the partition record under
+ * BG_ENGINE_PARTITION_KEY included), bg_engine_forget() for tombstones.
+ * Restore order does not matter.
  *
  * Bounds of one engine's identity store; 0 means unbounded / never. When
  * max_identities or max_bytes is reached, the least recently active
@@ -82,14 +93,18 @@ typedef struct bg_engine_state_stats {
     uint64_t restored;           /* identities restored from snapshots */
     uint64_t snapshots_refused;  /* corrupt or unknown-version snapshots (never trusted) */
     uint64_t dirty;              /* identities changed since their last snapshot */
-    uint64_t bytes;              /* identity state held, tracked incrementally */
+    uint64_t bytes;              /* state held, tracked incrementally; equals
+                                    bg_engine_state_bytes() */
+    uint64_t tombstones_dropped; /* evicted names not taken before the list's cap (2^20) */
 } bg_engine_state_stats;
 void bg_engine_state_stats_get(const bg_engine *e, bg_engine_state_stats *st);
 
 /* Identities evicted since the last call, oldest first: fn is called for
  * each (the worker writes its changelog tombstone), then the list is
  * cleared. A non-OK return from fn stops the walk and is returned; the
- * identities not yet visited stay listed. */
+ * identities not yet visited stay listed (the one fn refused included).
+ * An identity seen again since its eviction is skipped: it is dirty, and
+ * its new state replaces the old record. fn must not call into the engine. */
 typedef bg_err (*bg_engine_evicted_fn)(void *opaque, const char *identity, size_t len);
 bg_err bg_engine_take_evicted(bg_engine *e, bg_engine_evicted_fn fn, void *opaque);
 
@@ -98,7 +113,28 @@ bg_err bg_engine_take_evicted(bg_engine *e, bg_engine_evicted_fn fn, void *opaqu
  * BG_SNAPSHOT_VERSION) and the event time of its last event; each visited
  * identity is then clean. The buffer is valid during the call only. A
  * non-OK return from fn stops the walk and is returned; the identity it was
- * given stays dirty. */
+ * given stays dirty. fn must not call into the engine.
+ *
+ * Order: as the identities became dirty (a list of them; one evicted or
+ * forgotten since leaves a hole that is skipped; no table scan). Last
+ * comes the partition record, under the reserved key
+ * BG_ENGINE_PARTITION_KEY, when it changed: the
+ * destination and tool-bigram popularity sketches (Count-Min, ~108 KiB raw,
+ * mostly zeros: LZ4 makes it small), the owners' grant counts of the
+ * current hour, stream time and watermark, and the ONSET sequence. It is
+ * restored like an identity (bg_engine_restore() with that key). A worker
+ * that does not keep it loses nothing for correctness: the sketches warm up
+ * again from traffic (until then a destination looks rarer than it is;
+ * rarity reasons only amplify an ANOMALOUS correlation that has already
+ * fired, raising its score and severity; they never start one), the owner
+ * grant counts restart within the
+ * hour (owner sprawl is judged on the rest of it), and stream time comes
+ * back from the identities' updated_at. With it, a restored engine's
+ * verdicts and commands are byte for byte those of one that never stopped
+ * (tests/unit/test_snapshot.c). Events whose identity equals the key are
+ * refused (BG_ERR_INVALID). */
+#define BG_ENGINE_PARTITION_KEY "#burstguard.partition"
+
 typedef bg_err (*bg_engine_snapshot_fn)(void *opaque, const char *identity, size_t identity_len,
                                         const uint8_t *state, size_t state_len,
                                         int64_t updated_at);
@@ -106,7 +142,11 @@ bg_err bg_engine_snapshot_dirty(bg_engine *e, bg_engine_snapshot_fn fn, void *op
 
 /* Restore one identity from its snapshot (the latest changelog record of
  * its key), replacing any state it has; the engine's stream time advances to
- * updated_at. An open burst keeps its ONSET time, so verdict ids after a
+ * the identity's updated_at (the partition record, if restored, sets it
+ * exactly). Owner and classes are resolved by name against the current
+ * policy (a class that is gone becomes the default one); a restored identity
+ * is clean. Bounds apply after it (restoring beyond max_identities
+ * evicts). An open burst keeps its ONSET time, so verdict ids after a
  * takeover are the ones the previous owner would have produced. A snapshot
  * that is corrupt or of a format version this build does not read is
  * refused with BG_ERR_SNAPSHOT, counted, and a one-line reason in why. */
@@ -115,6 +155,10 @@ bg_err bg_engine_restore(bg_engine *e, const char *identity, size_t identity_len
                          char *why, size_t why_size);
 /* A tombstone: drop the identity's state, if any (not counted as eviction). */
 void bg_engine_forget(bg_engine *e, const char *identity, size_t identity_len);
+/* Dirty tracking is on from bg_engine_new(); a worker that keeps no
+ * changelog turns it off (bg_engine_snapshot_dirty() then visits only what
+ * changed while it was on). */
+void bg_engine_set_dirty_tracking(bg_engine *e, bool on);
 /* Bytes of identity state held (structs, strings, sets, windows, bursts);
  * walks every identity, so it is for reports, not the hot path. */
 size_t bg_engine_state_bytes(const bg_engine *e);

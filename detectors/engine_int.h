@@ -7,6 +7,7 @@
 #include "cms.h"
 #include "engine.h"
 #include "ident.h"
+#include "snapshot.h"
 
 struct bg_engine {
     const bg_policy *policy;
@@ -17,12 +18,33 @@ struct bg_engine {
     int64_t *owner_hour;    /* per owner: the clock hour its grant count is for */
     uint32_t *owner_grants; /* per owner: SERVICE_IDENTITY / OAUTH_GRANT issuances that hour */
     uint32_t n_owners, cap_owners;
+    uint32_t *owner_idx;    /* hash index of owners: owner index + 1, 0 = empty */
+    uint32_t cap_owner_idx; /* power of two, >= 2 * n_owners */
     bg_burst *bursts; /* open bursts */
     bg_cms *dest_pop;   /* identities per destination in this partition (rarity) */
     bg_cms *bigram_pop; /* identities per parent_tool->tool bigram */
     bg_stack_params stack; /* change-point stack defaults (series_stack.h) */
     const bg_envset *live; /* envelopes from the envelopes topic, or NULL */
     bg_engine_stats st;
+    /* state that survives (engine.c, "store") */
+    bg_engine_limits lim;
+    uint64_t id_bytes;       /* identity state: structs, names, heap parts (tracked) */
+    bg_ident **dirty;        /* identities as they became dirty, oldest first; NULL where one
+                                was dropped since (bg_ident.dirty_at is its index) */
+    size_t n_dirty, cap_dirty;
+    uint64_t n_dirty_ids;    /* identities with BG_IDENT_DIRTY set (the non-NULL entries) */
+    bool part_dirty;         /* sketches or owner grants changed since the partition record */
+    bool no_dirty;           /* dirty tracking off (bg_engine_set_dirty_tracking) */
+    char **evicted;          /* ring of evicted identity names awaiting their tombstones */
+    size_t ev_head, ev_count, ev_cap;
+    size_t sweep;            /* idle-TTL cursor into slots */
+    uint64_t sweep_credit;   /* slots the next tick may visit */
+    uint64_t burst_seq;      /* ONSETs so far: bg_burst.seq */
+    bool bursts_unsorted;    /* a restore linked bursts out of seq order */
+    char **rstr;             /* reason strings interned for restored bursts */
+    uint32_t n_rstr;
+    bg_snap_buf sbuf;        /* the snapshot being handed out */
+    bg_engine_state_stats sst;
 };
 
 /* A signal for the burst state machine. */

@@ -9,11 +9,12 @@
  *     hash, identity*, owner, first_seen      24   owner interned per engine
  *     bucket_start + bucket counters          32   calls, actions, tokens, cost,
  *                                                  secrets, tools, new dests, hot
- *     hour and day counters, dense, class    32   cost, day cost, secrets, grants, new dests
+ *     hour and day counters, dense, class    32   cost, day cost, secrets, grants, new dests,
+ *                                                  flags (dirty)
  *     traces[2]                                8   fan-out under one trace counts once
- *     envelope usage                          16
+ *     envelope usage, last_ms                 16   last_ms: the latest event in the bucket
  *     seen (bg_novel)                         40   <= 8 items inline, then <= 1 KiB heap
- *     src_first[3], src_span[3]               36   the current bucket's input offsets
+ *     src_first[3], src_span[3], dirty_at     40   the current bucket's input offsets
  *     recent*, burst*, det*                   24
  *   heap, when needed:
  *     det: the change-point stacks of 7 metrics, once the identity has been
@@ -57,6 +58,9 @@ typedef struct bg_detect {
     bg_stack_metric m[BG_METRIC_COUNT];
 } bg_detect;
 
+/* bg_ident.flags */
+#define BG_IDENT_DIRTY 1u /* changed since its last snapshot; listed in the engine's dirty list */
+
 #define BG_DETECT_AFTER 3u /* dense buckets in a row before an identity gets its detectors */
 
 typedef struct bg_recent_secret {
@@ -88,6 +92,8 @@ typedef struct bg_src_range {
 /* An open burst; allocated at ONSET, freed at ENDED. */
 typedef struct bg_burst {
     struct bg_ident *owner_ident;     /* back pointer */
+    uint64_t seq;                     /* the engine's ONSET count at creation: the list is
+                                         newest first, and a restore sorts it back */
     struct bg_burst *next, *prev;     /* the engine's list of open bursts */
     bg_class cls;
     bg_action action;
@@ -127,17 +133,21 @@ typedef struct bg_ident {
     uint16_t h_secrets;     /* issuances */
     uint16_t h_grants;      /* SERVICE_IDENTITY / OAUTH_GRANT issuances */
     uint16_t h_new_dests;   /* destinations used for the first time */
-    uint16_t pad1;
+    uint16_t flags;         /* BG_IDENT_* bits */
     uint16_t dense;         /* buckets in a row that had events, at most 2 apart, saturating */
     uint16_t klass;         /* index of the class of the latest event */
     uint32_t traces[2];     /* fingerprints of the latest trace ids, 0 = empty */
     /* usage under the envelope that applies now */
     uint32_t env_hash;      /* of its envelope_id, 0 = none */
     uint16_t env_new_secrets, env_new_dests;
+    uint32_t last_ms;       /* event time of the latest event - bucket_start, ms (0 after a
+                               tick moved the bucket on); fills what was padding */
     int64_t env_cost;       /* micro-dollars */
     bg_novel seen;          /* first-seen destinations, scopes, tool bigrams */
     int64_t src_first[3];   /* first input offset of the current bucket per input, -1 = none */
     uint32_t src_span[3];   /* last - first, saturating */
+    uint32_t dirty_at;      /* index in the engine's dirty list while BG_IDENT_DIRTY; fills
+                               what was padding */
     bg_recent *recent;      /* NULL unless something is within the correlation window */
     bg_burst *burst;        /* NULL unless a burst is open */
     bg_detect *det;         /* NULL until the identity has been dense BG_DETECT_AFTER buckets */
