@@ -106,7 +106,7 @@ bg_err bg_corr_remember_bigram(bg_ident *id, const char *name, size_t len, uint6
     return b->name ? BG_OK : BG_ERR_NOMEM;
 }
 
-bg_err bg_corr_watch_dest(bg_ident *id, bg_str dest, int64_t t) {
+bg_err bg_corr_watch_dest(bg_ident *id, bg_str dest, uint64_t dest_hash, int64_t t) {
     bg_recent *r = recent_get(id);
     if (!r)
         return BG_ERR_NOMEM;
@@ -120,7 +120,7 @@ bg_err bg_corr_watch_dest(bg_ident *id, bg_str dest, int64_t t) {
                 p = &r->persist[i];
         free(p->dest);
     }
-    *p = (bg_recent_persist){bg_hash64(dest.ptr, dest.len, BG_SEED_NOVELTY), dup_str(dest), t,
+    *p = (bg_recent_persist){dest_hash, dup_str(dest), t,
                              -1, -1, 0, 0};
     return p->dest ? BG_OK : BG_ERR_NOMEM;
 }

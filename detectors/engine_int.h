@@ -91,8 +91,9 @@ bg_err bg_corr_remember_dest(bg_ident *id, bg_str dest, int64_t t);
 bg_err bg_corr_remember_bigram(bg_ident *id, const char *name, size_t len, uint64_t hash,
                                uint32_t users, int64_t t);
 /* Watch a rare destination first used after the learning period for
- * persistent use (bg_corr_persist_visit). */
-bg_err bg_corr_watch_dest(bg_ident *id, bg_str dest, int64_t t);
+ * persistent use (bg_corr_persist_visit); dest_hash is its
+ * bg_novel_hash(BG_NOVEL_DESTINATION, ...). */
+bg_err bg_corr_watch_dest(bg_ident *id, bg_str dest, uint64_t dest_hash, int64_t t);
 /* A tool call with side effects to a destination: counts a visit when it is
  * watched, and raises persistent_rare_destination (ANOMALOUS, REVIEW; REVOKE
  * of the new secrets within the correlation window) once the class's

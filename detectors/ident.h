@@ -94,7 +94,7 @@ typedef struct bg_recent_bigram {
  * low-volume exfiltration that never trips a rate limit). Kept for the class's
  * persistent_destination.window from its first use. */
 typedef struct bg_recent_persist {
-    uint64_t hash;       /* of the destination (BG_SEED_NOVELTY) */
+    uint64_t hash;       /* bg_novel_hash(BG_NOVEL_DESTINATION, dest) */
     char *dest;          /* heap */
     int64_t t;           /* first use, event time ms */
     int64_t first_visit; /* first tool call with side effects, event time ms; -1 = none yet */

@@ -825,7 +825,8 @@ static int get_recent(bg_snap_rd *r, bg_ident *id) {
             break;
         }
         rc->persist[rc->n_persist++] = (bg_recent_persist){
-            bg_hash64(s.ptr ? s.ptr : "", s.len, BG_SEED_NOVELTY), d, t, fv, lb, visits, fired};
+            bg_novel_hash(BG_NOVEL_DESTINATION, s.ptr ? s.ptr : "", s.len), d, t, fv, lb, visits,
+            fired};
     }
     return !r->err;
 }
