@@ -12,10 +12,13 @@
  *        policy's known-bad list
  *   +0.1 a destination rare in the partition, an unusual tool chain, a volume
  *        burst, a new scope
- * Every new secret of the identity within the window of a novelty pairs:
- * an ANOMALOUS identity is treated as compromised until validated, and a
- * secret issued to a compromised identity is the attacker's as much as its
- * owner's (README, "How decisions are made").
+ * Which secrets pair: when a tool call used a new secret of the window
+ * (credential_id) toward a novelty, the evidence names the credential and
+ * only such named secrets pair; the identity's other new secrets of the
+ * window (its routine rotations) are not revoked. Without such a tool call
+ * (usage events carry no credential) every new secret within the window of
+ * a novelty pairs: the identity is treated as compromised until validated
+ * (README, "How decisions are made").
  *
  * Persistence (bg_corr_persist_visit): a destination first used after the
  * learning period and rare in the partition is watched for the class's
@@ -65,7 +68,7 @@ bg_err bg_corr_remember_secret(bg_ident *id, bg_str secret_id, int64_t t, int64_
                 s = &r->secrets[i];
         free(s->id);
     }
-    *s = (bg_recent_secret){h, dup_str(secret_id), t, offset, false};
+    *s = (bg_recent_secret){h, dup_str(secret_id), t, offset, false, false};
     return s->id ? BG_OK : BG_ERR_NOMEM;
 }
 
@@ -125,14 +128,16 @@ bg_err bg_corr_watch_dest(bg_ident *id, bg_str dest, uint64_t dest_hash, int64_t
     return p->dest ? BG_OK : BG_ERR_NOMEM;
 }
 
-bool bg_corr_is_recent_secret(const bg_ident *id, bg_str secret_id, int64_t t, int64_t window) {
+bool bg_corr_use_secret(bg_ident *id, bg_str secret_id, int64_t t, int64_t window) {
     if (!id->recent || !secret_id.ptr)
         return false;
     uint64_t h = bg_hash64(secret_id.ptr, secret_id.len, BG_SEED_NOVELTY);
     for (uint32_t i = 0; i < id->recent->n_secrets; i++) {
-        const bg_recent_secret *s = &id->recent->secrets[i];
-        if (s->hash == h && t - s->t <= window && s->t - t <= window)
+        bg_recent_secret *s = &id->recent->secrets[i];
+        if (s->hash == h && t - s->t <= window && s->t - t <= window) {
+            s->used = true;
             return true;
+        }
     }
     return false;
 }
@@ -195,6 +200,15 @@ void bg_corr_prune(bg_ident *id, int64_t t, int64_t window, int64_t persist_wind
 
 static bool near(int64_t a, int64_t b, int64_t w) { return (a > b ? a - b : b - a) <= w; }
 
+/* Whether a tool call named one of the window's secrets as the credential of
+ * a novelty (revoked ones included: the evidence stays). */
+static bool credential_named(const bg_recent *r) {
+    for (uint32_t i = 0; i < r->n_secrets; i++)
+        if (r->secrets[i].used)
+            return true;
+    return false;
+}
+
 /* The reasons a burst had so far, other than the correlation's own. */
 static void keep_burst_reasons(const bg_ident *id, bg_reason *rs, uint32_t *nr) {
     if (id->burst)
@@ -235,9 +249,10 @@ bg_err bg_corr_check(bg_engine *e, bg_ident *id, const bg_class_policy *klass,
     bg_recent_secret *paired[BG_RECENT_MAX];
     const bg_recent_bigram *nb[BG_RECENT_BIGRAMS];
     uint32_t n_ns = 0, n_nd = 0, n_nb = 0;
+    const bool named = credential_named(r);
     for (uint32_t i = 0; i < r->n_secrets; i++) {
         bg_recent_secret *s = &r->secrets[i];
-        if (s->revoked)
+        if (s->revoked || (named && !s->used))
             continue;
         bool pairs = false;
         for (uint32_t j = 0; j < r->n_dests && !pairs; j++)
@@ -342,9 +357,10 @@ bg_err bg_corr_persist_visit(bg_engine *e, bg_ident *id, const bg_class_policy *
     bg_recent_secret *paired[BG_RECENT_MAX];
     int64_t offs[BG_RECENT_MAX];
     uint32_t n_ns = 0;
+    const bool named = credential_named(r);
     for (uint32_t i = 0; i < r->n_secrets; i++) {
         bg_recent_secret *s = &r->secrets[i];
-        if (!s->revoked && near(s->t, t, w)) {
+        if (!s->revoked && (!named || s->used) && near(s->t, t, w)) {
             offs[n_ns] = s->offset;
             paired[n_ns] = s;
             ns[n_ns++] = s->id;

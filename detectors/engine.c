@@ -1051,7 +1051,7 @@ static bg_err observe_ident(bg_engine *e, bg_ident *id, const bg_event *ev, int6
                 if ((err = bg_corr_remember_bigram(id, big, n, bh, users, t)))
                     return err;
                 novel_chain = true;
-                if (bg_corr_is_recent_secret(id, tc->credential_id, t, w))
+                if (bg_corr_use_secret(id, tc->credential_id, t, w))
                     bg_reason_add(extra, &n_extra, "new_credential_in_unusual_tool_chain",
                                   "correlation", 1, 0, 0, 0.3);
             }
@@ -1094,7 +1094,7 @@ static bg_err observe_ident(bg_engine *e, bg_ident *id, const bg_event *ev, int6
             if (k->persist_visits && rare(e, e->dest_pop, dh, &users) &&
                 (err = bg_corr_watch_dest(id, dest, dh, t)))
                 return err;
-            if (ev->kind == BG_EV_TOOLCALL && bg_corr_is_recent_secret(id, ev->u.tool.credential_id, t, w))
+            if (ev->kind == BG_EV_TOOLCALL && bg_corr_use_secret(id, ev->u.tool.credential_id, t, w))
                 bg_reason_add(extra, &n_extra, "new_credential_on_new_destination", "correlation", 1, 0, 0, 0.3);
         }
     }

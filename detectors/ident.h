@@ -72,6 +72,8 @@ typedef struct bg_recent_secret {
     int64_t t;      /* issued, event time ms */
     int64_t offset; /* input offset of the issuance */
     bool revoked;   /* a command was already issued for it */
+    bool used;      /* a tool call used it (credential_id) toward a novelty: the evidence
+                       names it, so other secrets of the window are not paired */
 } bg_recent_secret;
 
 typedef struct bg_recent_dest {

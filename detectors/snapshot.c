@@ -512,7 +512,7 @@ bg_err bg_snapshot_encode_ident(const bg_ident *id, const char *owner, const cha
             bg_snap_str16(b, r->secrets[i].id);
             put_i64(b, r->secrets[i].t);
             put_i64(b, r->secrets[i].offset);
-            bg_snap_u8(b, r->secrets[i].revoked);
+            bg_snap_u8(b, (uint8_t)(r->secrets[i].revoked | r->secrets[i].used << 1));
         }
         bg_snap_u8(b, (uint8_t)r->n_dests);
         for (uint32_t i = 0; i < r->n_dests; i++) {
@@ -760,8 +760,8 @@ static int get_recent(bg_snap_rd *r, bg_ident *id) {
         uint8_t rev = bg_snap_get_u8(r);
         if (r->err)
             break;
-        if (rev > 1) {
-            fail(r, "bad boolean");
+        if (rev > 3) {
+            fail(r, "bad secret flags");
             break;
         }
         char *d = dup_view(s);
@@ -770,7 +770,8 @@ static int get_recent(bg_snap_rd *r, bg_ident *id) {
             break;
         }
         rc->secrets[rc->n_secrets++] = (bg_recent_secret){
-            bg_hash64(s.ptr ? s.ptr : "", s.len, BG_SEED_NOVELTY), d, t, off, rev != 0};
+            bg_hash64(s.ptr ? s.ptr : "", s.len, BG_SEED_NOVELTY), d, t, off, (rev & 1) != 0,
+            (rev & 2) != 0};
     }
     uint8_t nd = bg_snap_get_u8(r);
     if (!r->err && nd > BG_RECENT_MAX)
