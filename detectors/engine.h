@@ -110,7 +110,9 @@ bg_err bg_engine_take_evicted(bg_engine *e, bg_engine_evicted_fn fn, void *opaqu
 
 /* Identities changed since their last snapshot: fn is called for each with
  * its state encoded by the snapshot format (uncompressed,
- * BG_SNAPSHOT_VERSION) and the event time of its last event; each visited
+ * BG_SNAPSHOT_VERSION) and updated_at, the event time of its last event
+ * (a late one, older than its current bucket, does not move it back; after
+ * a tick moved an open burst's bucket on, that bucket's start); each visited
  * identity is then clean. The buffer is valid during the call only. A
  * non-OK return from fn stops the walk and is returned; the identity it was
  * given stays dirty. fn must not call into the engine.

@@ -160,12 +160,19 @@ static void feed(bg_engine *e, const world *w, size_t from, size_t to, bg_output
     }
 }
 
-static void restore_all(bg_engine *c, const recs *r) {
+/* Restores every record; reverse: last first (the order must not matter). */
+static void restore_order(bg_engine *c, const recs *r, bool reverse) {
     char why[256];
-    for (size_t i = 0; i < r->n; i++)
+    for (size_t k = 0; k < r->n; k++) {
+        size_t i = reverse ? r->n - 1 - k : k;
         assert_int_equal(bg_engine_restore(c, r->v[i].key, r->v[i].key_len, BG_SNAPSHOT_VERSION,
                                            r->v[i].state, r->v[i].len, why, sizeof why),
                          BG_OK);
+    }
+}
+
+static void restore_all(bg_engine *c, const recs *r) {
+    restore_order(c, r, false);
 }
 
 static bg_ident *find(const bg_engine *e, const char *name) {
@@ -214,7 +221,7 @@ static void assert_same_state(bg_engine *a, bg_engine *c) {
 /* The verdicts and commands after the split, of A (never stopped) and of C
  * (restored from B's snapshots at the split). */
 static void split_run(const world *w, size_t split, char **ta, char **tc, size_t *n_bursts_open,
-                      bool with_partition) {
+                      bool with_partition, bool reverse) {
     size_t n = bg_gen_count(w->g);
     bg_engine *a, *b, *c;
     bg_outputs oa, ob, oc;
@@ -252,7 +259,7 @@ static void split_run(const world *w, size_t split, char **ta, char **tc, size_t
     bg_engine_state_stats_get(b, &ss);
     assert_int_equal(ss.dirty, 0);
 
-    restore_all(c, &r);
+    restore_order(c, &r, reverse);
     bg_engine_stats sc;
     bg_engine_stats_get(c, &sc);
     assert_int_equal(sc.identities, sb.identities);
@@ -295,7 +302,7 @@ static void test_restore_equivalence(void **state) {
         size_t split = (size_t)((double)n * at[k]) + (k % 2); /* some between ticks */
         char *ta, *tc;
         size_t open;
-        split_run(&w, split, &ta, &tc, &open, true);
+        split_run(&w, split, &ta, &tc, &open, true, k % 2 == 1);
         if (strcmp(ta, tc))
             print_message("split %zu of %zu differs:\n--- A\n%s\n--- C\n%s\n", split, n, ta, tc);
         assert_string_equal(ta, tc);
@@ -339,7 +346,7 @@ static void test_restore_without_partition_record(void **state) {
     size_t n = bg_gen_count(w.g);
     char *ta, *tc;
     size_t open;
-    split_run(&w, n / 2, &ta, &tc, &open, false);
+    split_run(&w, n / 2, &ta, &tc, &open, false, false);
     bool same = !strcmp(ta, tc);
     strip_rarity(ta);
     strip_rarity(tc);
@@ -806,6 +813,61 @@ static void test_partition_record_owner_grants(void **state) {
     bg_policy_free(&p);
 }
 
+/* Open bursts end in the order of their ONSETs, newest first, whatever the
+ * order they were restored in; a burst that starts after the restore takes
+ * the next sequence number. */
+static void bursts_first(bg_engine *e, bg_outputs *out) {
+    char who[64];
+    for (int i = 0; i < 6; i++) {
+        snprintf(who, sizeof who, "spiffe://t/svc/b%d", (i * 7) % 6); /* not in name order */
+        usage(e, who, 70 + 0.1 * i, "a.example", 500, out);
+    }
+}
+
+static void bursts_then(bg_engine *e, bg_outputs *out) {
+    usage(e, "spiffe://t/svc/late", 71, "a.example", 500, out);
+    usage(e, "spiffe://t/svc/clock", 90, "a.example", 1, out);
+    assert_int_equal(bg_engine_tick(e, out), BG_OK);
+}
+
+static void test_restored_bursts_end_in_order(void **state) {
+    (void)state;
+    bg_policy p;
+    make_policy(&p);
+    bg_engine *a, *b, *c;
+    bg_outputs oa, ob, oc;
+    bg_outputs_init(&oa);
+    bg_outputs_init(&ob);
+    bg_outputs_init(&oc);
+    assert_int_equal(bg_engine_new(&p, 0, &a), BG_OK);
+    assert_int_equal(bg_engine_new(&p, 0, &b), BG_OK);
+    assert_int_equal(bg_engine_new(&p, 0, &c), BG_OK);
+    bursts_first(a, &oa);
+    bg_outputs_reset(&oa);
+    bursts_then(a, &oa);
+    bursts_first(b, &ob);
+    recs r = {0};
+    assert_int_equal(bg_engine_snapshot_dirty(b, collect, &r), BG_OK);
+    restore_order(c, &r, true);
+    bursts_then(c, &oc);
+    char *ta = outputs_text(&oa), *tc = outputs_text(&oc);
+    size_t ended = 0;
+    for (size_t i = 0; i < oa.n_verdicts; i++)
+        ended += oa.verdicts[i].phase == BG_PHASE_ENDED;
+    assert_int_equal(ended, 7);
+    assert_string_equal(ta, tc);
+    free(ta);
+    free(tc);
+    recs_free(&r);
+    bg_outputs_free(&oa);
+    bg_outputs_free(&ob);
+    bg_outputs_free(&oc);
+    bg_engine_free(a);
+    bg_engine_free(b);
+    bg_engine_free(c);
+    bg_policy_free(&p);
+}
+
 static void test_unknown_version(void **state) {
     (void)state;
     bg_policy p;
@@ -847,6 +909,7 @@ int main(void) {
         cmocka_unit_test(test_round_trip_watch),
         cmocka_unit_test(test_corrupt_refused),
         cmocka_unit_test(test_partition_record_owner_grants),
+        cmocka_unit_test(test_restored_bursts_end_in_order),
         cmocka_unit_test(test_unknown_version),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "detectors/engine.h"
+#include "detectors/snapshot.h"
 
 #define T0 1795996800000LL /* 2026-11-30T00:00:00Z */
 #define MIN 60000LL
@@ -595,6 +596,73 @@ static void test_dirty_list_bounded(void **state) {
     bg_policy_free(&p);
 }
 
+typedef struct blobs {
+    char key[2100][40];
+    uint8_t *st[2100];
+    size_t len[2100];
+    size_t n;
+} blobs;
+
+static bg_err keep_blob(void *opaque, const char *identity, size_t identity_len,
+                        const uint8_t *state, size_t state_len, int64_t updated_at) {
+    (void)updated_at;
+    blobs *b = opaque;
+    assert_true(b->n < 2100 && identity_len < 40);
+    snprintf(b->key[b->n], sizeof b->key[0], "%.*s", (int)identity_len, identity);
+    b->st[b->n] = malloc(state_len);
+    assert_non_null(b->st[b->n]);
+    memcpy(b->st[b->n], state, state_len);
+    b->len[b->n++] = state_len;
+    return BG_OK;
+}
+
+/* Restoring more identities than the bound holds evicts as events do: the
+ * least recently active go, listed for their tombstones. */
+static void test_restore_within_bounds(void **state) {
+    (void)state;
+    bg_policy p;
+    make_policy(&p);
+    bg_engine *e, *f;
+    assert_int_equal(bg_engine_new(&p, 0, &e), BG_OK);
+    assert_int_equal(bg_engine_new(&p, 0, &f), BG_OK);
+    bg_outputs out;
+    bg_outputs_init(&out);
+    char b[64];
+    for (int i = 0; i < 2000; i++)
+        usage_at(e, name(b, sizeof b, i), T0 + i * 1000, "a.example", 1, &out);
+    blobs *bl = calloc(1, sizeof *bl);
+    assert_non_null(bl);
+    assert_int_equal(bg_engine_snapshot_dirty(e, keep_blob, bl), BG_OK);
+    bg_engine_limits lim = {.max_identities = 1000};
+    bg_engine_set_limits(f, &lim);
+    char why[256];
+    for (size_t i = 0; i < bl->n; i++)
+        assert_int_equal(bg_engine_restore(f, bl->key[i], strlen(bl->key[i]), BG_SNAPSHOT_VERSION,
+                                           bl->st[i], bl->len[i], why, sizeof why),
+                         BG_OK);
+    bg_engine_stats es;
+    bg_engine_stats_get(f, &es);
+    bg_engine_state_stats st;
+    bg_engine_state_stats_get(f, &st);
+    assert_true(es.identities <= 1000);
+    assert_int_equal(st.restored, 2000);
+    assert_int_equal(st.evicted_bound + es.identities, 2000);
+    assert_true(live(f, name(b, sizeof b, 1999)));
+    assert_false(live(f, name(b, sizeof b, 0)));
+    names *l = calloc(1, sizeof *l);
+    assert_non_null(l);
+    assert_int_equal(bg_engine_take_evicted(f, take, l), BG_OK);
+    assert_int_equal(l->total, st.evicted_bound);
+    for (size_t i = 0; i < bl->n; i++)
+        free(bl->st[i]);
+    free(bl);
+    free(l);
+    bg_outputs_free(&out);
+    bg_engine_free(e);
+    bg_engine_free(f);
+    bg_policy_free(&p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_eviction_order),       cmocka_unit_test(test_eviction_all_bursts),
@@ -602,7 +670,7 @@ int main(void) {
         cmocka_unit_test(test_tombstones_capped),    cmocka_unit_test(test_max_bytes),
         cmocka_unit_test(test_backward_shift),       cmocka_unit_test(test_idle_ttl),
         cmocka_unit_test(test_evicted_returns_cold), cmocka_unit_test(test_dirty),
-        cmocka_unit_test(test_dirty_list_bounded),
+        cmocka_unit_test(test_dirty_list_bounded),   cmocka_unit_test(test_restore_within_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
