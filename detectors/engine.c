@@ -6,7 +6,12 @@
  *   correlation  a new secret and a destination never used before, within the
  *                correlation window (correlate.c): ANOMALOUS + revocations.
  *                Amplified by a tool call that uses the new secret against the
- *                new destination, an unusual tool chain, a volume burst.
+ *                new destination, an unusual tool chain, a volume burst. A tool
+ *                bigram new for the identity and rare in the partition pairs
+ *                with a new secret like a new destination.
+ *   persistence  a rare destination first used after the learning period,
+ *                reached by tool calls with side effects in several buckets
+ *                over a long enough span (correlate.c): ANOMALOUS, REVIEW.
  *   limits       the bucket or hour beyond a class limit: UNEXPECTED, or
  *                PLANNED when an envelope covering the identity raises the
  *                limit far enough; inside an envelope, exceeding its own
