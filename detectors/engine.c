@@ -1096,7 +1096,10 @@ static bg_err observe_ident(bg_engine *e, bg_ident *id, const bg_event *ev, int6
                 id->env_new_dests = inc_sat16(id->env_new_dests);
             if ((err = bg_corr_remember_dest(id, dest, t)))
                 return err;
-            if (k->persist_visits && rare(e, e->dest_pop, dh, &users) &&
+            /* watched unless an envelope in force names it among its allowed
+             * destinations (pre-authorised) */
+            bool env_listed = env && env->n_allowed_destinations && dest_allowed(env, dest);
+            if (k->persist_visits && !env_listed && rare(e, e->dest_pop, dh, &users) &&
                 (err = bg_corr_watch_dest(id, dest, dh, t)))
                 return err;
             if (ev->kind == BG_EV_TOOLCALL && bg_corr_use_secret(id, ev->u.tool.credential_id, t, w))
