@@ -116,11 +116,14 @@ bg_err bg_corr_watch_dest(bg_ident *id, bg_str dest, uint64_t dest_hash, int64_t
     bg_recent_persist *p;
     if (r->n_persist < BG_RECENT_PERSIST) {
         p = &r->persist[r->n_persist++];
-    } else { /* replace the oldest */
+    } else { /* replace the least visited, then the oldest: a burst of one-off new
+              * destinations cannot push out one that keeps being visited */
         p = &r->persist[0];
-        for (uint32_t i = 1; i < BG_RECENT_PERSIST; i++)
-            if (r->persist[i].t < p->t)
+        for (uint32_t i = 1; i < BG_RECENT_PERSIST; i++) {
+            const bg_recent_persist *q = &r->persist[i];
+            if (q->visits < p->visits || (q->visits == p->visits && q->t < p->t))
                 p = &r->persist[i];
+        }
         free(p->dest);
     }
     *p = (bg_recent_persist){dest_hash, dup_str(dest), t,
