@@ -12,13 +12,13 @@
  *        policy's known-bad list
  *   +0.1 a destination rare in the partition, an unusual tool chain, a volume
  *        burst, a new scope
- * Which secrets pair: when a tool call used a new secret of the window
- * (credential_id) toward a novelty, the evidence names the credential and
- * only such named secrets pair; the identity's other new secrets of the
- * window (its routine rotations) are not revoked. Without such a tool call
- * (usage events carry no credential) every new secret within the window of
- * a novelty pairs: the identity is treated as compromised until validated
- * (README, "How decisions are made").
+ * Which secrets pair: a novelty that a tool call reached with a new secret
+ * of the window as its credential_id is "named": only such used secrets pair
+ * with it, so the identity's routine rotations in the same window are not
+ * revoked with the attacker's key. A novelty without that evidence (usage
+ * events carry no credential) pairs with every new secret of its window: the
+ * identity is treated as compromised until validated (README, "How decisions
+ * are made").
  *
  * Persistence (bg_corr_persist_visit): a destination first used after the
  * learning period and rare in the partition is watched for the class's
@@ -86,7 +86,7 @@ bg_err bg_corr_remember_dest(bg_ident *id, bg_str dest, int64_t t) {
                 d = &r->dests[i];
         free(d->dest);
     }
-    *d = (bg_recent_dest){bg_hash64(dest.ptr, dest.len, BG_SEED_NOVELTY), dup_str(dest), t};
+    *d = (bg_recent_dest){bg_hash64(dest.ptr, dest.len, BG_SEED_NOVELTY), dup_str(dest), t, false};
     return d->dest ? BG_OK : BG_ERR_NOMEM;
 }
 
@@ -105,7 +105,7 @@ bg_err bg_corr_remember_bigram(bg_ident *id, const char *name, size_t len, uint6
                 b = &r->bigrams[i];
         free(b->name);
     }
-    *b = (bg_recent_bigram){hash, dup_str((bg_str){name, (uint32_t)len}), t, users};
+    *b = (bg_recent_bigram){hash, dup_str((bg_str){name, (uint32_t)len}), t, users, false};
     return b->name ? BG_OK : BG_ERR_NOMEM;
 }
 
@@ -126,23 +126,40 @@ bg_err bg_corr_watch_dest(bg_ident *id, bg_str dest, uint64_t dest_hash, int64_t
         }
         free(p->dest);
     }
-    *p = (bg_recent_persist){dest_hash, dup_str(dest), t,
-                             -1, -1, 0, 0};
+    *p = (bg_recent_persist){dest_hash, dup_str(dest), t, -1, -1, 0, 0, 0};
     return p->dest ? BG_OK : BG_ERR_NOMEM;
 }
 
-bool bg_corr_use_secret(bg_ident *id, bg_str secret_id, int64_t t, int64_t window) {
-    if (!id->recent || !secret_id.ptr)
+bool bg_corr_credential_toward(bg_ident *id, bg_str secret_id, bg_str dest, uint64_t dest_hash,
+                               uint64_t bigram_hash, int64_t t, int64_t window) {
+    bg_recent *r = id->recent;
+    if (!r || !secret_id.ptr)
         return false;
     uint64_t h = bg_hash64(secret_id.ptr, secret_id.len, BG_SEED_NOVELTY);
-    for (uint32_t i = 0; i < id->recent->n_secrets; i++) {
-        bg_recent_secret *s = &id->recent->secrets[i];
-        if (s->hash == h && t - s->t <= window && s->t - t <= window) {
-            s->used = true;
-            return true;
-        }
+    bg_recent_secret *s = NULL;
+    for (uint32_t i = 0; i < r->n_secrets && !s; i++)
+        if (r->secrets[i].hash == h && t - r->secrets[i].t <= window &&
+            r->secrets[i].t - t <= window)
+            s = &r->secrets[i];
+    if (!s)
+        return false;
+    bool toward = false;
+    if (dest.ptr) {
+        uint64_t dh = bg_hash64(dest.ptr, dest.len, BG_SEED_NOVELTY);
+        for (uint32_t i = 0; i < r->n_dests; i++)
+            if (r->dests[i].hash == dh)
+                toward = r->dests[i].named = true;
+        for (uint32_t i = 0; i < r->n_persist; i++)
+            if (r->persist[i].hash == dest_hash)
+                r->persist[i].named = 1;
     }
-    return false;
+    if (bigram_hash)
+        for (uint32_t i = 0; i < r->n_bigrams; i++)
+            if (r->bigrams[i].hash == bigram_hash)
+                toward = r->bigrams[i].named = true;
+    if (toward)
+        s->used = true;
+    return toward;
 }
 
 void bg_corr_free(bg_ident *id) {
@@ -203,13 +220,10 @@ void bg_corr_prune(bg_ident *id, int64_t t, int64_t window, int64_t persist_wind
 
 static bool near(int64_t a, int64_t b, int64_t w) { return (a > b ? a - b : b - a) <= w; }
 
-/* Whether a tool call named one of the window's secrets as the credential of
- * a novelty (revoked ones included: the evidence stays). */
-static bool credential_named(const bg_recent *r) {
-    for (uint32_t i = 0; i < r->n_secrets; i++)
-        if (r->secrets[i].used)
-            return true;
-    return false;
+/* Whether secret s can pair with a novelty first seen at t that a tool call
+ * did (named) or did not reach with a new secret of the window. */
+static bool can_pair(const bg_recent_secret *s, int64_t t, bool named, int64_t w) {
+    return near(s->t, t, w) && (!named || s->used);
 }
 
 /* The reasons a burst had so far, other than the correlation's own. */
@@ -252,16 +266,15 @@ bg_err bg_corr_check(bg_engine *e, bg_ident *id, const bg_class_policy *klass,
     bg_recent_secret *paired[BG_RECENT_MAX];
     const bg_recent_bigram *nb[BG_RECENT_BIGRAMS];
     uint32_t n_ns = 0, n_nd = 0, n_nb = 0;
-    const bool named = credential_named(r);
     for (uint32_t i = 0; i < r->n_secrets; i++) {
         bg_recent_secret *s = &r->secrets[i];
-        if (s->revoked || (named && !s->used))
+        if (s->revoked)
             continue;
         bool pairs = false;
         for (uint32_t j = 0; j < r->n_dests && !pairs; j++)
-            pairs = near(s->t, r->dests[j].t, w);
+            pairs = can_pair(s, r->dests[j].t, r->dests[j].named, w);
         for (uint32_t j = 0; j < r->n_bigrams && !pairs; j++)
-            pairs = near(s->t, r->bigrams[j].t, w);
+            pairs = can_pair(s, r->bigrams[j].t, r->bigrams[j].named, w);
         if (pairs) {
             paired[n_ns] = s;
             ns[n_ns++] = s->id;
@@ -271,13 +284,13 @@ bg_err bg_corr_check(bg_engine *e, bg_ident *id, const bg_class_policy *klass,
         return BG_OK;
     for (uint32_t j = 0; j < r->n_dests; j++)
         for (uint32_t i = 0; i < n_ns; i++)
-            if (near(paired[i]->t, r->dests[j].t, w)) {
+            if (can_pair(paired[i], r->dests[j].t, r->dests[j].named, w)) {
                 nd[n_nd++] = r->dests[j].dest;
                 break;
             }
     for (uint32_t j = 0; j < r->n_bigrams; j++)
         for (uint32_t i = 0; i < n_ns; i++)
-            if (near(paired[i]->t, r->bigrams[j].t, w)) {
+            if (can_pair(paired[i], r->bigrams[j].t, r->bigrams[j].named, w)) {
                 nb[n_nb++] = &r->bigrams[j];
                 break;
             }
@@ -360,10 +373,9 @@ bg_err bg_corr_persist_visit(bg_engine *e, bg_ident *id, const bg_class_policy *
     bg_recent_secret *paired[BG_RECENT_MAX];
     int64_t offs[BG_RECENT_MAX];
     uint32_t n_ns = 0;
-    const bool named = credential_named(r);
     for (uint32_t i = 0; i < r->n_secrets; i++) {
         bg_recent_secret *s = &r->secrets[i];
-        if (!s->revoked && (!named || s->used) && near(s->t, t, w)) {
+        if (!s->revoked && can_pair(s, t, p->named, w)) {
             offs[n_ns] = s->offset;
             paired[n_ns] = s;
             ns[n_ns++] = s->id;

@@ -978,6 +978,7 @@ static bg_err observe_ident(bg_engine *e, bg_ident *id, const bg_event *ev, int6
     uint32_t n_extra = 0;
     bg_str dest = {NULL, 0};
     bool new_secret = false, novel = false, novel_chain = false;
+    uint64_t chain_hash = 0; /* the tool call's bigram, 0 = none */
     uint32_t owner_grants = 0;
     switch (ev->kind) {
     case BG_EV_USAGE: {
@@ -1056,10 +1057,8 @@ static bg_err observe_ident(bg_engine *e, bg_ident *id, const bg_event *ev, int6
                 if ((err = bg_corr_remember_bigram(id, big, n, bh, users, t)))
                     return err;
                 novel_chain = true;
-                if (bg_corr_use_secret(id, tc->credential_id, t, w))
-                    bg_reason_add(extra, &n_extra, "new_credential_in_unusual_tool_chain",
-                                  "correlation", 1, 0, 0, 0.3);
             }
+            chain_hash = bh;
         }
         break;
     }
@@ -1102,9 +1101,17 @@ static bg_err observe_ident(bg_engine *e, bg_ident *id, const bg_event *ev, int6
             if (k->persist_visits && !env_listed && rare(e, e->dest_pop, dh, &users) &&
                 (err = bg_corr_watch_dest(id, dest, dh, t)))
                 return err;
-            if (ev->kind == BG_EV_TOOLCALL && bg_corr_use_secret(id, ev->u.tool.credential_id, t, w))
-                bg_reason_add(extra, &n_extra, "new_credential_on_new_destination", "correlation", 1, 0, 0, 0.3);
         }
+    }
+    /* a new secret used toward a novelty of the window names it */
+    if (ev->kind == BG_EV_TOOLCALL && ev->u.tool.credential_id.ptr && id->recent &&
+        bg_corr_credential_toward(id, ev->u.tool.credential_id, dest, dh, chain_hash, t, w)) {
+        if (novel)
+            bg_reason_add(extra, &n_extra, "new_credential_on_new_destination", "correlation", 1,
+                          0, 0, 0.3);
+        if (novel_chain)
+            bg_reason_add(extra, &n_extra, "new_credential_in_unusual_tool_chain", "correlation",
+                          1, 0, 0, 0.3);
     }
     /* keep what a late event (within the allowed lateness) can still pair with */
     bg_corr_prune(id, (t < id->bucket_start ? id->bucket_start : t) - p->allowed_lateness_ms, w,

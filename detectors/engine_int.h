@@ -101,9 +101,13 @@ bg_err bg_corr_watch_dest(bg_ident *id, bg_str dest, uint64_t dest_hash, int64_t
 bg_err bg_corr_persist_visit(bg_engine *e, bg_ident *id, const bg_class_policy *klass,
                              const bg_envelope *env, uint64_t dest_hash, int64_t t,
                              bg_outputs *out);
-/* Whether secret_id is a new secret of the window; when it is, it is marked
- * as used toward a novelty (only named secrets pair from then on). */
-bool bg_corr_use_secret(bg_ident *id, bg_str secret_id, int64_t t, int64_t window);
+/* A tool call with credential secret_id to dest (dest_hash: its
+ * bg_novel_hash) in tool bigram bigram_hash (0 = none): when the credential is
+ * a new secret of the window and the destination or the bigram a novelty of
+ * the window, the novelty is named (only used secrets pair with it from then
+ * on) and the secret marked used. Returns whether it was. */
+bool bg_corr_credential_toward(bg_ident *id, bg_str secret_id, bg_str dest, uint64_t dest_hash,
+                               uint64_t bigram_hash, int64_t t, int64_t window);
 /* Drop what is older than window (secrets, destinations, bigrams) or
  * persist_window (watched destinations) at t; frees the struct when empty. */
 void bg_corr_prune(bg_ident *id, int64_t t, int64_t window, int64_t persist_window);

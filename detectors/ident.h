@@ -21,10 +21,10 @@
  *     active in BG_DETECT_AFTER buckets in a row (a quiet identity never pays) 560 B
  *     seen beyond 8 items                 64 B .. 1 KiB
  *     recent (secrets, novel destinations and tool bigrams in the window,
- *     rare destinations watched for persistence)           864 B
+ *     rare destinations watched for persistence)           928 B
  *     burst (while open)                      ~600 B + its two HyperLogLogs
  * A busy identity (detectors, hundreds of destinations, recent secrets)
- * stays under 2.7 KiB, plus ~0.6 KiB while a burst is open. */
+ * stays under 2.8 KiB, plus ~0.6 KiB while a burst is open. */
 #ifndef BG_IDENT_H
 #define BG_IDENT_H
 
@@ -72,14 +72,15 @@ typedef struct bg_recent_secret {
     int64_t t;      /* issued, event time ms */
     int64_t offset; /* input offset of the issuance */
     bool revoked;   /* a command was already issued for it */
-    bool used;      /* a tool call used it (credential_id) toward a novelty: the evidence
-                       names it, so other secrets of the window are not paired */
+    bool used;      /* a tool call used it (credential_id) toward a novelty of the window */
 } bg_recent_secret;
 
 typedef struct bg_recent_dest {
     uint64_t hash; /* of the destination */
     char *dest;    /* heap */
     int64_t t;     /* first use, event time ms */
+    bool named;    /* a tool call reached it with a new secret of the window: only such
+                      used secrets pair with it */
 } bg_recent_dest;
 
 /* A tool bigram (parent_tool->tool) new for the identity and rare in the
@@ -89,6 +90,7 @@ typedef struct bg_recent_bigram {
     char *name;     /* heap, "parent->tool" */
     int64_t t;      /* first use, event time ms */
     uint32_t users; /* identities of the partition that used it, at first use */
+    bool named;     /* used with a new secret of the window (as bg_recent_dest.named) */
 } bg_recent_bigram;
 
 /* A destination first used after the learning period and rare in the
@@ -103,6 +105,7 @@ typedef struct bg_recent_persist {
     int64_t last_bucket; /* start of the bucket of the latest counted visit, -1 = none */
     uint16_t visits;     /* buckets with a tool call with side effects to it, saturating */
     uint8_t fired;       /* the persistent_rare_destination signal was raised for it */
+    uint8_t named;       /* reached with a new secret of the window (bg_recent_dest.named) */
 } bg_recent_persist;
 
 /* What happened within the correlation window (and the rare destinations

@@ -518,12 +518,14 @@ bg_err bg_snapshot_encode_ident(const bg_ident *id, const char *owner, const cha
         for (uint32_t i = 0; i < r->n_dests; i++) {
             bg_snap_str16(b, r->dests[i].dest);
             put_i64(b, r->dests[i].t);
+            bg_snap_u8(b, r->dests[i].named);
         }
         bg_snap_u8(b, (uint8_t)r->n_bigrams);
         for (uint32_t i = 0; i < r->n_bigrams; i++) {
             bg_snap_str16(b, r->bigrams[i].name);
             put_i64(b, r->bigrams[i].t);
             bg_snap_u32(b, r->bigrams[i].users);
+            bg_snap_u8(b, r->bigrams[i].named);
         }
         bg_snap_u8(b, (uint8_t)r->n_persist);
         for (uint32_t i = 0; i < r->n_persist; i++) {
@@ -534,6 +536,7 @@ bg_err bg_snapshot_encode_ident(const bg_ident *id, const char *owner, const cha
             put_i64(b, q->last_bucket);
             bg_snap_u16(b, q->visits);
             bg_snap_u8(b, q->fired);
+            bg_snap_u8(b, q->named);
         }
     }
     if (id->burst) {
@@ -779,15 +782,20 @@ static int get_recent(bg_snap_rd *r, bg_ident *id) {
     for (uint32_t i = 0; i < nd && !r->err; i++) {
         bg_str s = bg_snap_get_str16(r, BG_MAX_STRING);
         int64_t t = get_time(r);
+        uint8_t named = bg_snap_get_u8(r);
         if (r->err)
             break;
+        if (named > 1) {
+            fail(r, "bad boolean");
+            break;
+        }
         char *d = dup_view(s);
         if (!d) {
             fail(r, "out of memory");
             break;
         }
-        rc->dests[rc->n_dests++] =
-            (bg_recent_dest){bg_hash64(s.ptr ? s.ptr : "", s.len, BG_SEED_NOVELTY), d, t};
+        rc->dests[rc->n_dests++] = (bg_recent_dest){
+            bg_hash64(s.ptr ? s.ptr : "", s.len, BG_SEED_NOVELTY), d, t, named != 0};
     }
     uint8_t nb = r->err ? 0 : bg_snap_get_u8(r);
     if (!r->err && nb > BG_RECENT_BIGRAMS)
@@ -796,15 +804,21 @@ static int get_recent(bg_snap_rd *r, bg_ident *id) {
         bg_str s = bg_snap_get_str16(r, 2 * BG_MAX_STRING + 2);
         int64_t t = get_time(r);
         uint32_t users = bg_snap_get_u32(r);
+        uint8_t named = bg_snap_get_u8(r);
         if (r->err)
             break;
+        if (named > 1) {
+            fail(r, "bad boolean");
+            break;
+        }
         char *d = dup_view(s);
         if (!d) {
             fail(r, "out of memory");
             break;
         }
         rc->bigrams[rc->n_bigrams++] = (bg_recent_bigram){
-            bg_novel_hash(BG_NOVEL_TOOL_BIGRAM, s.ptr ? s.ptr : "", s.len), d, t, users};
+            bg_novel_hash(BG_NOVEL_TOOL_BIGRAM, s.ptr ? s.ptr : "", s.len), d, t, users,
+            named != 0};
     }
     uint8_t np = r->err ? 0 : bg_snap_get_u8(r);
     if (!r->err && np > BG_RECENT_PERSIST)
@@ -813,10 +827,10 @@ static int get_recent(bg_snap_rd *r, bg_ident *id) {
         bg_str s = bg_snap_get_str16(r, BG_MAX_STRING);
         int64_t t = get_time(r), fv = get_time(r), lb = get_time(r);
         uint16_t visits = bg_snap_get_u16(r);
-        uint8_t fired = bg_snap_get_u8(r);
+        uint8_t fired = bg_snap_get_u8(r), named = bg_snap_get_u8(r);
         if (r->err)
             break;
-        if (fired > 1) {
+        if (fired > 1 || named > 1) {
             fail(r, "bad boolean");
             break;
         }
@@ -827,7 +841,7 @@ static int get_recent(bg_snap_rd *r, bg_ident *id) {
         }
         rc->persist[rc->n_persist++] = (bg_recent_persist){
             bg_novel_hash(BG_NOVEL_DESTINATION, s.ptr ? s.ptr : "", s.len), d, t, fv, lb, visits,
-            fired};
+            fired, named};
     }
     return !r->err;
 }

@@ -641,6 +641,11 @@ static void test_round_trip_watch(void **state) {
     assert_int_equal(id->recent->n_persist, 1);
     assert_string_equal(id->recent->persist[0].dest, "drop.example");
     assert_int_equal(id->recent->persist[0].visits, 2);
+    assert_true(id->recent->persist[0].named); /* reached with sec-1 */
+    assert_int_equal(id->recent->n_dests, 1);
+    assert_true(id->recent->dests[0].named);
+    assert_true(id->recent->bigrams[0].named);
+    assert_false(id->recent->bigrams[1].named); /* no credential on the second call */
     bool used = false;
     for (uint32_t i = 0; i < id->recent->n_secrets; i++)
         if (!strcmp(id->recent->secrets[i].id, "sec-1"))
