@@ -1107,11 +1107,11 @@ static bg_err observe_ident(bg_engine *e, bg_ident *id, const bg_event *ev, int6
     if (ev->kind == BG_EV_TOOLCALL && ev->u.tool.credential_id.ptr && id->recent &&
         bg_corr_credential_toward(id, ev->u.tool.credential_id, dest, dh, chain_hash, t, w)) {
         if (novel)
-            bg_reason_add(extra, &n_extra, "new_credential_on_new_destination", "correlation", 1,
-                          0, 0, 0.3);
+            bg_reason_add(extra, &n_extra, "new_credential_on_new_destination", "correlation", 1, 0,
+                          0, 0.3);
         if (novel_chain)
-            bg_reason_add(extra, &n_extra, "new_credential_in_unusual_tool_chain", "correlation",
-                          1, 0, 0, 0.3);
+            bg_reason_add(extra, &n_extra, "new_credential_in_unusual_tool_chain", "correlation", 1,
+                          0, 0, 0.3);
     }
     /* keep what a late event (within the allowed lateness) can still pair with */
     bg_corr_prune(id, (t < id->bucket_start ? id->bucket_start : t) - p->allowed_lateness_ms, w,

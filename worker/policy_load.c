@@ -361,9 +361,9 @@ static bg_err load_limits(ploader *L, const yaml_node_t *n, const char *what,
 }
 
 static bg_err load_class(ploader *L, const yaml_node_t *n, size_t index) {
-    static const char *const keys[] = {"name",          "match",   "limits", "unexpected_action",
-                                       "review_routes", "enforce", "sensitivity",
-                                       "sprawl_action", "persistent_destination", NULL};
+    static const char *const keys[] = {
+        "name",    "match",       "limits",        "unexpected_action",      "review_routes",
+        "enforce", "sensitivity", "sprawl_action", "persistent_destination", NULL};
     static const char *const persist_keys[] = {"visits", "spread", "window", NULL};
     static const char *const match_keys[] = {"identity_prefix", "identity_glob", "owner", NULL};
     bg_policy *p = L->p;
@@ -471,9 +471,8 @@ static bg_err load_class(ploader *L, const yaml_node_t *n, size_t index) {
             if ((e = bg_yaml_scalar(&L->y, x, sub, &s)))
                 return e;
             if (!bg_yaml_parse_int(s, &q) || q < 0 || q > 1000)
-                return bg_yaml_fail(&L->y, x,
-                                    "%s: expected a whole number in 0..1000 (0 = off), got '%s'",
-                                    sub, s);
+                return bg_yaml_fail(
+                    &L->y, x, "%s: expected a whole number in 0..1000 (0 = off), got '%s'", sub, s);
             c->persist_visits = (uint32_t)q;
         }
         snprintf(sub, sizeof sub, "%s: persistent_destination.spread", what);

@@ -444,9 +444,10 @@ static void test_persistent_destination(void **state) {
     (void)state;
     bg_policy p;
     char err[256];
-    const char *text = "classes:\n  - name: a\n    persistent_destination: {visits: 5, spread: 45m, "
-                       "window: 6h}\n  - name: b\n  - name: c\n    persistent_destination:\n"
-                       "      visits: 0\n";
+    const char *text =
+        "classes:\n  - name: a\n    persistent_destination: {visits: 5, spread: 45m, "
+        "window: 6h}\n  - name: b\n  - name: c\n    persistent_destination:\n"
+        "      visits: 0\n";
     assert_int_equal(load(text, &p, err, sizeof err), BG_OK);
     assert_int_equal(p.classes[0].persist_visits, 5);
     assert_int_equal(p.classes[0].persist_spread_ms, 45 * 60000);
@@ -458,10 +459,10 @@ static void test_persistent_destination(void **state) {
     bg_policy_free(&p);
     expect_error("classes:\n  - name: a\n    persistent_destination: {visits: -1}\n",
                  "p.yaml:3:38:", "0..1000");
-    expect_error("classes:\n  - name: a\n    persistent_destination: {spread: 3h}\n", "p.yaml:3:29:",
-                 "shorter than its window");
-    expect_error("classes:\n  - name: a\n    persistent_destination: {visit: 3}\n", "p.yaml:3:30:",
-                 "visit");
+    expect_error("classes:\n  - name: a\n    persistent_destination: {spread: 3h}\n",
+                 "p.yaml:3:29:", "shorter than its window");
+    expect_error("classes:\n  - name: a\n    persistent_destination: {visit: 3}\n",
+                 "p.yaml:3:30:", "visit");
     expect_error("classes:\n  - name: a\n    persistent_destination: {window: 10s}\n",
                  "p.yaml:3:38:", "out of range");
 }

@@ -137,8 +137,8 @@ static void run_scenario(const char *name, char *text) {
         double at;
         char kind[16], who[256] = "", a1[256] = "", a2[256] = "", a3[256] = "", a4[32] = "";
         long n1 = 0, n2 = 0;
-        int got = sscanf(line, "%lf %15s %255s %255s %255s %255s %31s", &at, kind, who, a1, a2, a3,
-                         a4);
+        int got =
+            sscanf(line, "%lf %15s %255s %255s %255s %255s %31s", &at, kind, who, a1, a2, a3, a4);
         assert_true(got >= 2);
         n1 = strtol(a2, NULL, 10);
         bg_event ev;
