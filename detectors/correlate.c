@@ -320,8 +320,9 @@ bg_err bg_corr_check(bg_engine *e, bg_ident *id, const bg_class_policy *klass,
         int n = snprintf(code, sizeof code, "tool_chain:%s", nb[j]->name);
         size_t len = n < 0 ? 0 : (size_t)n < sizeof code ? (size_t)n : sizeof code - 1;
         const char *c = len ? bg_engine_intern(e, code, len) : NULL;
-        if (c)
-            bg_reason_add(rs, &nr, c, "novelty", nb[j]->users, (double)e->count, 0, 0);
+        /* past the engine's cap on interned strings the chain goes unnamed */
+        bg_reason_add(rs, &nr, c ? c : "tool_chain", "novelty", nb[j]->users, (double)e->count, 0,
+                      0);
     }
     keep_burst_reasons(id, rs, &nr);
     int64_t offs[BG_RECENT_MAX];
