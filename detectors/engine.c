@@ -6,7 +6,12 @@
  *   correlation  a new secret and a destination never used before, within the
  *                correlation window (correlate.c): ANOMALOUS + revocations.
  *                Amplified by a tool call that uses the new secret against the
- *                new destination, an unusual tool chain, a volume burst.
+ *                new destination, an unusual tool chain, a volume burst. A tool
+ *                bigram new for the identity and rare in the partition pairs
+ *                with a new secret like a new destination.
+ *   persistence  a rare destination first used after the learning period,
+ *                reached by tool calls with side effects in several buckets
+ *                over a long enough span (correlate.c): ANOMALOUS, REVIEW.
  *   limits       the bucket or hour beyond a class limit: UNEXPECTED, or
  *                PLANNED when an envelope covering the identity raises the
  *                limit far enough; inside an envelope, exceeding its own
@@ -195,6 +200,10 @@ static size_t ident_var_bytes(const bg_ident *id) {
             n += strlen(id->recent->secrets[i].id) + 1;
         for (uint32_t i = 0; i < id->recent->n_dests; i++)
             n += strlen(id->recent->dests[i].dest) + 1;
+        for (uint32_t i = 0; i < id->recent->n_bigrams; i++)
+            n += strlen(id->recent->bigrams[i].name) + 1;
+        for (uint32_t i = 0; i < id->recent->n_persist; i++)
+            n += strlen(id->recent->persist[i].dest) + 1;
     }
     if (id->det)
         n += sizeof *id->det;
@@ -968,7 +977,8 @@ static bg_err observe_ident(bg_engine *e, bg_ident *id, const bg_event *ev, int6
     bg_reason extra[BG_MAX_REASONS]; /* bg_reason_add stops at BG_MAX_REASONS */
     uint32_t n_extra = 0;
     bg_str dest = {NULL, 0};
-    bool new_secret = false, novel = false;
+    bool new_secret = false, novel = false, novel_chain = false;
+    uint64_t chain_hash = 0; /* the tool call's bigram, 0 = none */
     uint32_t owner_grants = 0;
     switch (ev->kind) {
     case BG_EV_USAGE: {
@@ -1040,9 +1050,15 @@ static bg_err observe_ident(bg_engine *e, bg_ident *id, const bg_event *ev, int6
                 bg_cms_add_hash(e->bigram_pop, bh, 1);
                 e->part_dirty = true;
             }
-            if (fresh && mature && rare(e, e->bigram_pop, bh, &users))
+            if (fresh && mature && rare(e, e->bigram_pop, bh, &users)) {
                 bg_reason_add(extra, &n_extra, "unusual_tool_chain", "novelty", users,
                               (double)e->count, 0, 0.1);
+                /* a novelty of its own: it pairs with a new secret in the window */
+                if ((err = bg_corr_remember_bigram(id, big, n, bh, users, t)))
+                    return err;
+                novel_chain = true;
+            }
+            chain_hash = bh;
         }
         break;
     }
@@ -1079,12 +1095,27 @@ static bg_err observe_ident(bg_engine *e, bg_ident *id, const bg_event *ev, int6
                 id->env_new_dests = inc_sat16(id->env_new_dests);
             if ((err = bg_corr_remember_dest(id, dest, t)))
                 return err;
-            if (ev->kind == BG_EV_TOOLCALL && bg_corr_is_recent_secret(id, ev->u.tool.credential_id, t, w))
-                bg_reason_add(extra, &n_extra, "new_credential_on_new_destination", "correlation", 1, 0, 0, 0.3);
+            /* watched unless an envelope in force names it among its allowed
+             * destinations (pre-authorised) */
+            bool env_listed = env && env->n_allowed_destinations && dest_allowed(env, dest);
+            if (k->persist_visits && !env_listed && rare(e, e->dest_pop, dh, &users) &&
+                (err = bg_corr_watch_dest(id, dest, dh, t)))
+                return err;
         }
     }
+    /* a new secret used toward a novelty of the window names it */
+    if (ev->kind == BG_EV_TOOLCALL && ev->u.tool.credential_id.ptr && id->recent &&
+        bg_corr_credential_toward(id, ev->u.tool.credential_id, dest, dh, chain_hash, t, w)) {
+        if (novel)
+            bg_reason_add(extra, &n_extra, "new_credential_on_new_destination", "correlation", 1, 0,
+                          0, 0.3);
+        if (novel_chain)
+            bg_reason_add(extra, &n_extra, "new_credential_in_unusual_tool_chain", "correlation", 1,
+                          0, 0, 0.3);
+    }
     /* keep what a late event (within the allowed lateness) can still pair with */
-    bg_corr_prune(id, (t < id->bucket_start ? id->bucket_start : t) - p->allowed_lateness_ms, w);
+    bg_corr_prune(id, (t < id->bucket_start ? id->bucket_start : t) - p->allowed_lateness_ms, w,
+                  k->persist_window_ms);
     bg_burst_note(id, dh, ev->trace_id);
 
     /* correlation before the limits: one event that does both goes straight
@@ -1095,12 +1126,17 @@ static bg_err observe_ident(bg_engine *e, bg_ident *id, const bg_event *ev, int6
     bool limited = limit_signal(p, id, ev, k, env, dest, owner_grants, lr, &ls, &volume);
     if (limited)
         id->b_hot = 1;
-    if ((novel || new_secret) && id->recent) {
+    if ((novel || new_secret || novel_chain) && id->recent) {
         if (volume)
             bg_reason_add(extra, &n_extra, "volume_burst", "static_limit", 1, 0, 0, 0.1);
         if ((err = bg_corr_check(e, id, k, env, t, extra, n_extra, out)))
             return err;
     }
+    /* a tool call with side effects to a watched rare destination */
+    if (ev->kind == BG_EV_TOOLCALL && dh && id->recent &&
+        (ev->u.tool.side_effect || ev->u.tool.bytes_out > 0) && ev->u.tool.status != BG_TS_DENIED &&
+        (err = bg_corr_persist_visit(e, id, k, env, dh, t, out)))
+        return err;
     if (limited) {
         bool was_anomalous = id->burst && id->burst->cls == BG_CLASS_ANOMALOUS;
         if ((err = bg_burst_raise(e, id, &ls, out)))
@@ -1292,7 +1328,10 @@ bg_err bg_engine_snapshot_dirty(bg_engine *e, bg_engine_snapshot_fn fn, void *op
 }
 
 static const char *intern_reason(void *ctx, const char *s, size_t n) {
-    bg_engine *e = ctx;
+    return bg_engine_intern(ctx, s, n);
+}
+
+const char *bg_engine_intern(bg_engine *e, const char *s, size_t n) {
     for (uint32_t i = 0; i < e->n_rstr; i++)
         if (!strncmp(e->rstr[i], s, n) && e->rstr[i][n] == 0)
             return e->rstr[i];

@@ -65,6 +65,10 @@ typedef struct bg_signal {
 } bg_signal;
 
 const char *bg_engine_owner(const bg_engine *e, const bg_ident *id);
+/* s[0..n) as a NUL-terminated string that lives as long as the engine (for
+ * reason codes that name something); NULL when out of memory or beyond the
+ * engine's cap on such strings. */
+const char *bg_engine_intern(bg_engine *e, const char *s, size_t n);
 
 /* ONSET or ESCALATED when the signal is new or worse; nothing otherwise. */
 bg_err bg_burst_raise(bg_engine *e, bg_ident *id, const bg_signal *s, bg_outputs *out);
@@ -82,9 +86,32 @@ void bg_burst_free(bg_engine *e, bg_ident *id);
 /* Correlation window. */
 bg_err bg_corr_remember_secret(bg_ident *id, bg_str secret_id, int64_t t, int64_t offset);
 bg_err bg_corr_remember_dest(bg_ident *id, bg_str dest, int64_t t);
-bool bg_corr_is_recent_secret(const bg_ident *id, bg_str secret_id, int64_t t, int64_t window);
-void bg_corr_prune(bg_ident *id, int64_t t, int64_t window);
-/* Pair unrevoked secrets with novel destinations within the window: an
+/* A tool bigram new for the identity and rare in the partition (name
+ * "parent->tool", copied); pairs with new secrets like a new destination. */
+bg_err bg_corr_remember_bigram(bg_ident *id, const char *name, size_t len, uint64_t hash,
+                               uint32_t users, int64_t t);
+/* Watch a rare destination first used after the learning period for
+ * persistent use (bg_corr_persist_visit); dest_hash is its
+ * bg_novel_hash(BG_NOVEL_DESTINATION, ...). */
+bg_err bg_corr_watch_dest(bg_ident *id, bg_str dest, uint64_t dest_hash, int64_t t);
+/* A tool call with side effects to a destination: counts a visit when it is
+ * watched, and raises persistent_rare_destination (ANOMALOUS, REVIEW; REVOKE
+ * of the new secrets within the correlation window) once the class's
+ * persistent_destination visits and spread are reached. */
+bg_err bg_corr_persist_visit(bg_engine *e, bg_ident *id, const bg_class_policy *klass,
+                             const bg_envelope *env, uint64_t dest_hash, int64_t t,
+                             bg_outputs *out);
+/* A tool call with credential secret_id to dest (dest_hash: its
+ * bg_novel_hash) in tool bigram bigram_hash (0 = none): when the credential is
+ * a new secret of the window and the destination or the bigram a novelty of
+ * the window, the novelty is named (only used secrets pair with it from then
+ * on) and the secret marked used. Returns whether it was. */
+bool bg_corr_credential_toward(bg_ident *id, bg_str secret_id, bg_str dest, uint64_t dest_hash,
+                               uint64_t bigram_hash, int64_t t, int64_t window);
+/* Drop what is older than window (secrets, destinations, bigrams) or
+ * persist_window (watched destinations) at t; frees the struct when empty. */
+void bg_corr_prune(bg_ident *id, int64_t t, int64_t window, int64_t persist_window);
+/* Pair unrevoked secrets with novel destinations or tool bigrams within the window: an
  * ANOMALOUS signal plus one revocation per paired secret. extra holds the
  * amplifying reasons of the current event (credential use, tool chain, volume). */
 bg_err bg_corr_check(bg_engine *e, bg_ident *id, const bg_class_policy *klass,

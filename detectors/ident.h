@@ -20,10 +20,11 @@
  *     det: the change-point stacks of 7 metrics, once the identity has been
  *     active in BG_DETECT_AFTER buckets in a row (a quiet identity never pays) 560 B
  *     seen beyond 8 items                 64 B .. 1 KiB
- *     recent (secrets, novel destinations in the window)  ~520 B
+ *     recent (secrets, novel destinations and tool bigrams in the window,
+ *     rare destinations watched for persistence)           928 B
  *     burst (while open)                      ~600 B + its two HyperLogLogs
  * A busy identity (detectors, hundreds of destinations, recent secrets)
- * stays under 2.3 KiB, plus ~0.6 KiB while a burst is open. */
+ * stays under 2.8 KiB, plus ~0.6 KiB while a burst is open. */
 #ifndef BG_IDENT_H
 #define BG_IDENT_H
 
@@ -37,6 +38,8 @@
 #include "verdict.h"
 
 #define BG_RECENT_MAX 8u /* secrets / novel destinations kept per identity within the window */
+#define BG_RECENT_BIGRAMS 4u /* novel rare tool bigrams kept within the window */
+#define BG_RECENT_PERSIST 4u /* rare new destinations watched for persistent use */
 
 /* Metrics with a baseline + change-point stack, per bucket. */
 typedef enum bg_metric {
@@ -69,20 +72,53 @@ typedef struct bg_recent_secret {
     int64_t t;      /* issued, event time ms */
     int64_t offset; /* input offset of the issuance */
     bool revoked;   /* a command was already issued for it */
+    bool used;      /* a tool call used it (credential_id) toward a novelty of the window */
 } bg_recent_secret;
 
 typedef struct bg_recent_dest {
     uint64_t hash; /* of the destination */
     char *dest;    /* heap */
     int64_t t;     /* first use, event time ms */
+    bool named;    /* a tool call reached it with a new secret of the window: only such
+                      used secrets pair with it */
 } bg_recent_dest;
 
-/* What happened within the correlation window; allocated while non-empty. */
+/* A tool bigram (parent_tool->tool) new for the identity and rare in the
+ * partition: a novelty that pairs with a new secret like a new destination. */
+typedef struct bg_recent_bigram {
+    uint64_t hash;  /* bg_novel_hash(BG_NOVEL_TOOL_BIGRAM, "parent->tool") */
+    char *name;     /* heap, "parent->tool" */
+    int64_t t;      /* first use, event time ms */
+    uint32_t users; /* identities of the partition that used it, at first use */
+    bool named;     /* used with a new secret of the window (as bg_recent_dest.named) */
+} bg_recent_bigram;
+
+/* A destination first used after the learning period and rare in the
+ * partition, watched for persistent use with side effects (the slow,
+ * low-volume exfiltration that never trips a rate limit). Kept for the class's
+ * persistent_destination.window from its first use. */
+typedef struct bg_recent_persist {
+    uint64_t hash;       /* bg_novel_hash(BG_NOVEL_DESTINATION, dest) */
+    char *dest;          /* heap */
+    int64_t t;           /* first use, event time ms */
+    int64_t first_visit; /* first tool call with side effects, event time ms; -1 = none yet */
+    int64_t last_bucket; /* start of the bucket of the latest counted visit, -1 = none */
+    uint16_t visits;     /* buckets with a tool call with side effects to it, saturating */
+    uint8_t fired;       /* the persistent_rare_destination signal was raised for it */
+    uint8_t named;       /* reached with a new secret of the window (bg_recent_dest.named) */
+} bg_recent_persist;
+
+/* What happened within the correlation window (and the rare destinations
+ * watched for persistence); allocated while non-empty. */
 typedef struct bg_recent {
     bg_recent_secret secrets[BG_RECENT_MAX];
     uint32_t n_secrets;
     bg_recent_dest dests[BG_RECENT_MAX];
     uint32_t n_dests;
+    bg_recent_bigram bigrams[BG_RECENT_BIGRAMS];
+    uint32_t n_bigrams;
+    bg_recent_persist persist[BG_RECENT_PERSIST];
+    uint32_t n_persist;
 } bg_recent;
 
 typedef struct bg_src_range {

@@ -36,6 +36,9 @@ bg_err bg_policy_init_default(bg_policy *p) {
     c->max_owner_grants_per_hour = -1;
     c->max_secret_ttl_seconds = -1;
     c->sensitivity = 1.0;
+    c->persist_visits = 3;
+    c->persist_spread_ms = 20 * 60000;
+    c->persist_window_ms = 2 * 60 * 60000;
     c->unexpected_action = BG_ACT_REVIEW;
     c->enforce = true;
     p->n_classes = 1;

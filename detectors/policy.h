@@ -41,6 +41,14 @@ typedef struct bg_class_policy {
     int64_t max_secret_ttl_seconds;   /* a secret issued with a longer TTL is a signal, -1 = none */
     double sensitivity;               /* detector sensitivity, 0.25..4 (default 1): change-point
                                        * thresholds are divided by it */
+    uint32_t persist_visits;          /* persistent_destination.visits: a rare destination
+                                       * first used after the learning period and reached by
+                                       * tool calls with side effects in this many distinct
+                                       * buckets is ANOMALOUS; 0 = off, default 3 */
+    int64_t persist_spread_ms;        /* persistent_destination.spread: ... spread over at least
+                                       * this much event time, default 20 min */
+    int64_t persist_window_ms;        /* persistent_destination.window: how long after its first
+                                       * use a destination is watched, default 2 h */
     bool sprawl_revokes_identity;     /* sprawl is ANOMALOUS with a RevocationCommand targeting
                                        * the IDENTITY (else UNEXPECTED) */
     bg_action unexpected_action;      /* BG_ACT_THROTTLE or BG_ACT_REVIEW */

@@ -512,12 +512,31 @@ bg_err bg_snapshot_encode_ident(const bg_ident *id, const char *owner, const cha
             bg_snap_str16(b, r->secrets[i].id);
             put_i64(b, r->secrets[i].t);
             put_i64(b, r->secrets[i].offset);
-            bg_snap_u8(b, r->secrets[i].revoked);
+            bg_snap_u8(b, (uint8_t)(r->secrets[i].revoked | r->secrets[i].used << 1));
         }
         bg_snap_u8(b, (uint8_t)r->n_dests);
         for (uint32_t i = 0; i < r->n_dests; i++) {
             bg_snap_str16(b, r->dests[i].dest);
             put_i64(b, r->dests[i].t);
+            bg_snap_u8(b, r->dests[i].named);
+        }
+        bg_snap_u8(b, (uint8_t)r->n_bigrams);
+        for (uint32_t i = 0; i < r->n_bigrams; i++) {
+            bg_snap_str16(b, r->bigrams[i].name);
+            put_i64(b, r->bigrams[i].t);
+            bg_snap_u32(b, r->bigrams[i].users);
+            bg_snap_u8(b, r->bigrams[i].named);
+        }
+        bg_snap_u8(b, (uint8_t)r->n_persist);
+        for (uint32_t i = 0; i < r->n_persist; i++) {
+            const bg_recent_persist *q = &r->persist[i];
+            bg_snap_str16(b, q->dest);
+            put_i64(b, q->t);
+            put_i64(b, q->first_visit);
+            put_i64(b, q->last_bucket);
+            bg_snap_u16(b, q->visits);
+            bg_snap_u8(b, q->fired);
+            bg_snap_u8(b, q->named);
         }
     }
     if (id->burst) {
@@ -566,6 +585,10 @@ void bg_snapshot_ident_free(bg_ident *id) {
             free(id->recent->secrets[i].id);
         for (uint32_t i = 0; i < id->recent->n_dests; i++)
             free(id->recent->dests[i].dest);
+        for (uint32_t i = 0; i < id->recent->n_bigrams; i++)
+            free(id->recent->bigrams[i].name);
+        for (uint32_t i = 0; i < id->recent->n_persist; i++)
+            free(id->recent->persist[i].dest);
         free(id->recent);
     }
     if (id->burst) {
@@ -740,8 +763,8 @@ static int get_recent(bg_snap_rd *r, bg_ident *id) {
         uint8_t rev = bg_snap_get_u8(r);
         if (r->err)
             break;
-        if (rev > 1) {
-            fail(r, "bad boolean");
+        if (rev > 3) {
+            fail(r, "bad secret flags");
             break;
         }
         char *d = dup_view(s);
@@ -750,7 +773,8 @@ static int get_recent(bg_snap_rd *r, bg_ident *id) {
             break;
         }
         rc->secrets[rc->n_secrets++] = (bg_recent_secret){
-            bg_hash64(s.ptr ? s.ptr : "", s.len, BG_SEED_NOVELTY), d, t, off, rev != 0};
+            bg_hash64(s.ptr ? s.ptr : "", s.len, BG_SEED_NOVELTY), d, t, off, (rev & 1) != 0,
+            (rev & 2) != 0};
     }
     uint8_t nd = bg_snap_get_u8(r);
     if (!r->err && nd > BG_RECENT_MAX)
@@ -758,15 +782,66 @@ static int get_recent(bg_snap_rd *r, bg_ident *id) {
     for (uint32_t i = 0; i < nd && !r->err; i++) {
         bg_str s = bg_snap_get_str16(r, BG_MAX_STRING);
         int64_t t = get_time(r);
+        uint8_t named = bg_snap_get_u8(r);
         if (r->err)
             break;
+        if (named > 1) {
+            fail(r, "bad boolean");
+            break;
+        }
         char *d = dup_view(s);
         if (!d) {
             fail(r, "out of memory");
             break;
         }
-        rc->dests[rc->n_dests++] =
-            (bg_recent_dest){bg_hash64(s.ptr ? s.ptr : "", s.len, BG_SEED_NOVELTY), d, t};
+        rc->dests[rc->n_dests++] = (bg_recent_dest){
+            bg_hash64(s.ptr ? s.ptr : "", s.len, BG_SEED_NOVELTY), d, t, named != 0};
+    }
+    uint8_t nb = r->err ? 0 : bg_snap_get_u8(r);
+    if (!r->err && nb > BG_RECENT_BIGRAMS)
+        fail(r, "too many recent tool bigrams");
+    for (uint32_t i = 0; i < nb && !r->err; i++) {
+        bg_str s = bg_snap_get_str16(r, 2 * BG_MAX_STRING + 2);
+        int64_t t = get_time(r);
+        uint32_t users = bg_snap_get_u32(r);
+        uint8_t named = bg_snap_get_u8(r);
+        if (r->err)
+            break;
+        if (named > 1) {
+            fail(r, "bad boolean");
+            break;
+        }
+        char *d = dup_view(s);
+        if (!d) {
+            fail(r, "out of memory");
+            break;
+        }
+        rc->bigrams[rc->n_bigrams++] = (bg_recent_bigram){
+            bg_novel_hash(BG_NOVEL_TOOL_BIGRAM, s.ptr ? s.ptr : "", s.len), d, t, users,
+            named != 0};
+    }
+    uint8_t np = r->err ? 0 : bg_snap_get_u8(r);
+    if (!r->err && np > BG_RECENT_PERSIST)
+        fail(r, "too many watched destinations");
+    for (uint32_t i = 0; i < np && !r->err; i++) {
+        bg_str s = bg_snap_get_str16(r, BG_MAX_STRING);
+        int64_t t = get_time(r), fv = get_time(r), lb = get_time(r);
+        uint16_t visits = bg_snap_get_u16(r);
+        uint8_t fired = bg_snap_get_u8(r), named = bg_snap_get_u8(r);
+        if (r->err)
+            break;
+        if (fired > 1 || named > 1) {
+            fail(r, "bad boolean");
+            break;
+        }
+        char *d = dup_view(s);
+        if (!d) {
+            fail(r, "out of memory");
+            break;
+        }
+        rc->persist[rc->n_persist++] = (bg_recent_persist){
+            bg_novel_hash(BG_NOVEL_DESTINATION, s.ptr ? s.ptr : "", s.len), d, t, fv, lb, visits,
+            fired, named};
     }
     return !r->err;
 }

@@ -31,8 +31,12 @@
  *     season_unit, u16 n, u8 turns last_slot, 12 x i8 season), CUSUM
  *     (f32 pos neg), PH (f32 mean up up_min dn dn_max, u32 n), f32
  *     burst_mean peak_z, u16 burst_len quiet_run refract, u8 phase, i8 dir
- *   [flag 2] u8 n_secrets, n x {str16 id, i64 t, i64 offset, u8 revoked},
- *     u8 n_dests, n x {str16 dest, i64 t}
+ *   [flag 2] u8 n_secrets, n x {str16 id, i64 t, i64 offset, u8 flags (1 revoked,
+ *     2 used toward a novelty)},
+ *     u8 n_dests, n x {str16 dest, i64 t, u8 named},
+ *     u8 n_bigrams, n x {str16 "parent->tool", i64 t, u32 users, u8 named},
+ *     u8 n_persist, n x {str16 dest, i64 t, i64 first_visit, i64 last_bucket,
+ *     u16 visits, u8 fired, u8 named}
  *   [flag 4] u64 seq, u8 cls action last_phase, i64 start last_hot,
  *     u32 quiet escalations, str16 class at ONSET, u8 has_envelope
  *     [str16 envelope_id], 4 x {i64 first, i64 last} sources, u8 n_reasons,

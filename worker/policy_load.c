@@ -361,9 +361,10 @@ static bg_err load_limits(ploader *L, const yaml_node_t *n, const char *what,
 }
 
 static bg_err load_class(ploader *L, const yaml_node_t *n, size_t index) {
-    static const char *const keys[] = {"name",          "match",   "limits", "unexpected_action",
-                                       "review_routes", "enforce", "sensitivity",
-                                       "sprawl_action", NULL};
+    static const char *const keys[] = {
+        "name",    "match",       "limits",        "unexpected_action",      "review_routes",
+        "enforce", "sensitivity", "sprawl_action", "persistent_destination", NULL};
+    static const char *const persist_keys[] = {"visits", "spread", "window", NULL};
     static const char *const match_keys[] = {"identity_prefix", "identity_glob", "owner", NULL};
     bg_policy *p = L->p;
     char what[96], sub[160];
@@ -457,6 +458,35 @@ static bg_err load_class(ploader *L, const yaml_node_t *n, size_t index) {
         if (errno || end == s || *end || !(d >= 0.25 && d <= 4.0))
             return bg_yaml_fail(&L->y, v, "%s: expected a number in 0.25..4, got '%s'", sub, s);
         c->sensitivity = d;
+    }
+    if ((v = bg_yaml_map_get(&L->y, n, "persistent_destination")) && !bg_yaml_is_null(v)) {
+        snprintf(sub, sizeof sub, "%s persistent_destination", what);
+        if ((e = bg_yaml_map_check(&L->y, v, sub, persist_keys)))
+            return e;
+        yaml_node_t *x;
+        if ((x = bg_yaml_map_get(&L->y, v, "visits"))) {
+            const char *s;
+            int64_t q;
+            snprintf(sub, sizeof sub, "%s: persistent_destination.visits", what);
+            if ((e = bg_yaml_scalar(&L->y, x, sub, &s)))
+                return e;
+            if (!bg_yaml_parse_int(s, &q) || q < 0 || q > 1000)
+                return bg_yaml_fail(
+                    &L->y, x, "%s: expected a whole number in 0..1000 (0 = off), got '%s'", sub, s);
+            c->persist_visits = (uint32_t)q;
+        }
+        snprintf(sub, sizeof sub, "%s: persistent_destination.spread", what);
+        if ((x = bg_yaml_map_get(&L->y, v, "spread")) &&
+            (e = get_duration(L, x, sub, 0, 7 * 86400000LL, &c->persist_spread_ms)))
+            return e;
+        snprintf(sub, sizeof sub, "%s: persistent_destination.window", what);
+        if ((x = bg_yaml_map_get(&L->y, v, "window")) &&
+            (e = get_duration(L, x, sub, 60000, 7 * 86400000LL, &c->persist_window_ms)))
+            return e;
+        if (c->persist_visits && c->persist_spread_ms >= c->persist_window_ms)
+            return bg_yaml_fail(&L->y, v,
+                                "%s: persistent_destination.spread must be shorter than its window",
+                                what);
     }
     return BG_OK;
 }
@@ -965,6 +995,18 @@ static void print_class(const bg_policy *p, uint32_t i, FILE *f) {
                                       ? "ANOMALOUS, the identity itself is revoked"
                                       : "UNEXPECTED, routed to review");
     fprintf(f, "  detector sensitivity: %.2f (1 = default; higher alarms earlier)\n", c->sensitivity);
+    if (c->persist_visits) {
+        char sp[32], wn[32];
+        bg_yaml_format_duration(c->persist_spread_ms, sp, sizeof sp);
+        bg_yaml_format_duration(c->persist_window_ms, wn, sizeof wn);
+        fprintf(f,
+                "  persistent destination: a rare destination first used after the learning "
+                "period, reached by tool calls with side effects in %u buckets over at least %s "
+                "within %s of its first use: ANOMALOUS (REVIEW)\n",
+                c->persist_visits, sp, wn);
+    } else {
+        fprintf(f, "  persistent destination: off\n");
+    }
     fprintf(f, "  a burst beyond these limits outside any envelope: %s",
             c->unexpected_action == BG_ACT_THROTTLE ? "THROTTLE" : "REVIEW");
     if (c->n_review_routes) {

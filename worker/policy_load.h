@@ -29,6 +29,10 @@
  *       unexpected_action: THROTTLE     # or REVIEW
  *       sensitivity: 1.0                # change-point detectors, 0.25..4
  *       sprawl_action: REVIEW           # or REVOKE_IDENTITY: sprawl is ANOMALOUS
+ *       persistent_destination:         # slow exfiltration: a rare destination first used
+ *         visits: 3                     #   after the learning period, tool calls with side
+ *         spread: 20m                   #   effects in 3 buckets over >= 20 min, within 2 h of
+ *         window: 2h                    #   its first use: ANOMALOUS; visits: 0 = off
  *       review_routes: [platform, "app:{owner}"]
  *       enforce: true
  *   destinations:              # exact host names

@@ -499,6 +499,56 @@ static void test_signal_reasons(void **state) {
     bg_policy_free(&p);
 }
 
+/* A new secret and a tool bigram new for the identity and rare in the
+ * partition, used with that secret against a known destination:
+ * new_secret_unusual_tool_chain names the bigram in the reasons, the secret
+ * is revoked, and the verdict's new_destinations stays empty. */
+static void test_tool_chain_reasons(void **state) {
+    (void)state;
+    bg_policy p;
+    make_policy(&p, true);
+    bg_engine *e;
+    assert_int_equal(bg_engine_new(&p, 3, &e), BG_OK);
+    bg_outputs out;
+    bg_outputs_init(&out);
+    const char *W = "spiffe://t/agent/chain";
+    for (int m = 0; m < 70; m += 5) {
+        tev a = {'u', W, m, "a.example", 1, NULL};
+        bg_event ev;
+        to_event(&a, &ev);
+        assert_int_equal(bg_engine_observe(e, &ev, m, &out), BG_OK);
+    }
+    tev k = {'s', W, 90, "sec-key", 0, NULL};
+    bg_event ev;
+    to_event(&k, &ev);
+    assert_int_equal(bg_engine_observe(e, &ev, 100, &out), BG_OK);
+    tev c = {'c', W, 91, "a.example", 0, "sec-key"};
+    to_event(&c, &ev);
+    ev.u.tool.parent_tool = S("search");
+    ev.u.tool.tool = S("db.dump");
+    ev.u.tool.bytes_out = 4000;
+    assert_int_equal(bg_engine_observe(e, &ev, 101, &out), BG_OK);
+    assert_int_equal(out.n_verdicts, 1);
+    const bg_verdict *v = &out.verdicts[0];
+    assert_int_equal(v->classification, BG_CLASS_ANOMALOUS);
+    assert_int_equal(v->action, BG_ACT_REVOKE);
+    assert_int_equal(v->n_new_destinations, 0);
+    assert_int_equal(v->n_new_secret_ids, 1);
+    assert_string_equal(v->new_secret_ids[0], "sec-key");
+    assert_string_equal(v->reasons[0].code, "new_secret_unusual_tool_chain");
+    assert_string_equal(v->reasons[0].detector, "correlation");
+    assert_true(v->reasons[0].score == 1.0); /* 0.7 + 0.3 (its credential) + 0.1, capped */
+    bool named = false;
+    for (uint32_t i = 0; i < v->n_reasons; i++)
+        named |= !strcmp(v->reasons[i].code, "tool_chain:search->db.dump");
+    assert_true(named);
+    assert_int_equal(out.n_revocations, 1);
+    assert_string_equal(out.revocations[0].secret_id, "sec-key");
+    bg_outputs_free(&out);
+    bg_engine_free(e);
+    bg_policy_free(&p);
+}
+
 static void feed_usage_calls(bg_engine *e, bg_outputs *out, const char *who, double at, int calls);
 
 /* A reload mid-stream: the open burst keeps going under the new policy's
@@ -790,6 +840,7 @@ int main(void) {
         cmocka_unit_test(test_deterministic_ids),
         cmocka_unit_test(test_verdict_fields),
         cmocka_unit_test(test_signal_reasons),
+        cmocka_unit_test(test_tool_chain_reasons),
         cmocka_unit_test(test_owner_sprawl),
         cmocka_unit_test(test_policy_swap),
         cmocka_unit_test(test_state_bytes),

@@ -439,6 +439,34 @@ static void test_detection_keys(void **state) {
                  "needs a name");
 }
 
+/* persistent_destination: defaults, values, off, and its errors. */
+static void test_persistent_destination(void **state) {
+    (void)state;
+    bg_policy p;
+    char err[256];
+    const char *text =
+        "classes:\n  - name: a\n    persistent_destination: {visits: 5, spread: 45m, "
+        "window: 6h}\n  - name: b\n  - name: c\n    persistent_destination:\n"
+        "      visits: 0\n";
+    assert_int_equal(load(text, &p, err, sizeof err), BG_OK);
+    assert_int_equal(p.classes[0].persist_visits, 5);
+    assert_int_equal(p.classes[0].persist_spread_ms, 45 * 60000);
+    assert_int_equal(p.classes[0].persist_window_ms, 6 * 3600000LL);
+    assert_int_equal(p.classes[1].persist_visits, 3); /* defaults */
+    assert_int_equal(p.classes[1].persist_spread_ms, 20 * 60000);
+    assert_int_equal(p.classes[1].persist_window_ms, 2 * 3600000LL);
+    assert_int_equal(p.classes[2].persist_visits, 0); /* off */
+    bg_policy_free(&p);
+    expect_error("classes:\n  - name: a\n    persistent_destination: {visits: -1}\n",
+                 "p.yaml:3:38:", "0..1000");
+    expect_error("classes:\n  - name: a\n    persistent_destination: {spread: 3h}\n",
+                 "p.yaml:3:29:", "shorter than its window");
+    expect_error("classes:\n  - name: a\n    persistent_destination: {visit: 3}\n",
+                 "p.yaml:3:30:", "visit");
+    expect_error("classes:\n  - name: a\n    persistent_destination: {window: 10s}\n",
+                 "p.yaml:3:38:", "out of range");
+}
+
 static void test_class_errors(void **state) {
     (void)state;
     expect_error("classes:\n  - match: {owner: x}\n", "p.yaml:2:5:", "needs a name");
@@ -607,6 +635,7 @@ int main(void) {
         cmocka_unit_test(test_structure_errors),
         cmocka_unit_test(test_class_errors),
         cmocka_unit_test(test_detection_keys),
+        cmocka_unit_test(test_persistent_destination),
         cmocka_unit_test(test_too_many_classes),
         cmocka_unit_test(test_window_errors),
         cmocka_unit_test(test_envelope_errors),

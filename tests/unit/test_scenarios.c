@@ -6,7 +6,9 @@
  *               MIN learn IDENTITY DEST[,DEST...]   usage every 5 min from MIN for 70 min
  *               MIN usage IDENTITY DEST CALLS [COST_MICROS]
  *               MIN secret IDENTITY SECRET_ID [KIND]   (KIND: api_key, oauth_grant, ...)
- *               MIN tool IDENTITY DEST [CREDENTIAL_ID]
+ *               MIN tool IDENTITY DEST [CREDENTIAL_ID|-] [PARENT->TOOL|-] [BYTES_OUT]
+ *                                   tool "http" (or TOOL) with parent PARENT; BYTES_OUT > 0
+ *                                   makes it a call with side effects
  *               MIN reload                     swap in the policy of the next `policy:` section
  *   expect:   the verdicts in order, "PHASE CLASS ACTION IDENTITY [envelope=ID]"
  *   revoke:   the revocation commands in order, "SECRET_ID|IDENTITY [dry_run]"
@@ -133,9 +135,10 @@ static void run_scenario(const char *name, char *text) {
     char *save;
     for (char *line = strtok_r(sc.events, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         double at;
-        char kind[16], who[256] = "", a1[256] = "", a2[256] = "";
+        char kind[16], who[256] = "", a1[256] = "", a2[256] = "", a3[256] = "", a4[32] = "";
         long n1 = 0, n2 = 0;
-        int got = sscanf(line, "%lf %15s %255s %255s %255s", &at, kind, who, a1, a2);
+        int got =
+            sscanf(line, "%lf %15s %255s %255s %255s %255s %31s", &at, kind, who, a1, a2, a3, a4);
         assert_true(got >= 2);
         n1 = strtol(a2, NULL, 10);
         bg_event ev;
@@ -179,8 +182,14 @@ static void run_scenario(const char *name, char *text) {
             ev.kind = BG_EV_TOOLCALL;
             ev.u.tool.destination = S(a1);
             ev.u.tool.tool = S("http");
-            if (a2[0])
+            if (a2[0] && strcmp(a2, "-"))
                 ev.u.tool.credential_id = S(a2);
+            char *arrow = strstr(a3, "->");
+            if (arrow) {
+                ev.u.tool.parent_tool = (bg_str){a3, (uint32_t)(arrow - a3)};
+                ev.u.tool.tool = S(arrow + 2);
+            }
+            ev.u.tool.bytes_out = strtol(a4, NULL, 10);
             observe(e, &ev, &off, &out);
         } else {
             fail_msg("%s: unknown event '%s'", name, line);

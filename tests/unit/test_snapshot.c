@@ -585,6 +585,89 @@ static void test_round_trip_every_state(void **state) {
     bg_policy_free(&p);
 }
 
+static void tool(bg_engine *e, const char *who, double at_min, const char *dest, const char *parent,
+                 const char *name, const char *cred, bg_outputs *out) {
+    bg_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.kind = BG_EV_TOOLCALL;
+    ev.event_id = S("e");
+    ev.identity = S(who);
+    ev.event_time = T0 + (int64_t)(at_min * (double)MIN);
+    ev.u.tool.tool = S(name);
+    ev.u.tool.parent_tool = S(parent);
+    ev.u.tool.destination = S(dest);
+    if (cred)
+        ev.u.tool.credential_id = S(cred);
+    ev.u.tool.bytes_out = 500;
+    assert_int_equal(bg_engine_observe(e, &ev, 11, out), BG_OK);
+}
+
+/* The correlation window's tool bigrams, watched destinations and the
+ * secrets a tool call named survive a snapshot: the bytes round-trip, and a
+ * restored engine goes on counting visits where the first one stopped. */
+static void test_round_trip_watch(void **state) {
+    (void)state;
+    bg_policy p;
+    make_policy(&p);
+    bg_class_policy *c = &p.classes[p.n_classes - 1];
+    c->persist_visits = 3;
+    c->persist_spread_ms = 20 * MIN;
+    c->persist_window_ms = 120 * MIN;
+    bg_outputs out;
+    bg_outputs_init(&out);
+    bg_engine *e;
+    assert_int_equal(bg_engine_new(&p, 0, &e), BG_OK);
+    const char *W = "spiffe://t/svc/watch";
+    usage(e, W, 0, "a.example", 1, &out);
+    secret(e, W, 60, "sec-old", &out); /* during learning: pairs with nothing later */
+    secret(e, W, 89, "sec-1", &out);
+    tool(e, W, 90, "drop.example", "search", "db.dump", "sec-1", &out);
+    tool(e, W, 100, "drop.example", "db.dump", "http.post", NULL, &out);
+    assert_int_equal(out.n_revocations, 1);
+    one o = snap_of(e, W);
+    assert_round_trip(o.buf, o.len);
+    bg_engine *g;
+    assert_int_equal(bg_engine_new(&p, 0, &g), BG_OK);
+    char why[256];
+    assert_int_equal(
+        bg_engine_restore(g, W, strlen(W), BG_SNAPSHOT_VERSION, o.buf, o.len, why, sizeof why),
+        BG_OK);
+    bg_ident *id = NULL;
+    for (size_t k = 0; !id; k++)
+        id = g->slots[k];
+    assert_non_null(id->recent);
+    assert_int_equal(id->recent->n_bigrams, 2);
+    assert_string_equal(id->recent->bigrams[0].name, "search->db.dump");
+    assert_int_equal(id->recent->n_persist, 1);
+    assert_string_equal(id->recent->persist[0].dest, "drop.example");
+    assert_int_equal(id->recent->persist[0].visits, 2);
+    assert_true(id->recent->persist[0].named); /* reached with sec-1 */
+    assert_int_equal(id->recent->n_dests, 1);
+    assert_true(id->recent->dests[0].named);
+    assert_true(id->recent->bigrams[0].named);
+    assert_false(id->recent->bigrams[1].named); /* no credential on the second call */
+    bool used = false;
+    for (uint32_t i = 0; i < id->recent->n_secrets; i++)
+        if (!strcmp(id->recent->secrets[i].id, "sec-1"))
+            used = id->recent->secrets[i].used && id->recent->secrets[i].revoked;
+    assert_true(used);
+    /* the third visit, on the restored engine: persistent_rare_destination */
+    bg_outputs o2;
+    bg_outputs_init(&o2);
+    tool(g, W, 130, "drop.example", "db.dump", "http.post", NULL, &o2);
+    bool found = false;
+    for (size_t i = 0; i < o2.n_verdicts; i++)
+        for (uint32_t r = 0; r < o2.verdicts[i].n_reasons; r++)
+            found |= !strcmp(o2.verdicts[i].reasons[r].code, "persistent_rare_destination");
+    assert_true(found);
+    bg_outputs_free(&o2);
+    free(o.buf);
+    bg_engine_free(g);
+    bg_engine_free(e);
+    bg_outputs_free(&out);
+    bg_policy_free(&p);
+}
+
 /* ---- refusals -------------------------------------------------------------------- */
 
 static void fix_checksum(uint8_t *b, size_t len) {
@@ -828,6 +911,7 @@ int main(void) {
         cmocka_unit_test(test_restore_equivalence),
         cmocka_unit_test(test_restore_without_partition_record),
         cmocka_unit_test(test_round_trip_every_state),
+        cmocka_unit_test(test_round_trip_watch),
         cmocka_unit_test(test_corrupt_refused),
         cmocka_unit_test(test_partition_record_owner_grants),
         cmocka_unit_test(test_restored_bursts_end_in_order),
