@@ -178,45 +178,30 @@ void bg_corr_free(bg_ident *id) {
     id->recent = NULL;
 }
 
+/* Drop the entries of arr[0..n) first seen more than w before t, freeing
+ * their string field (order is not kept). */
+#define PRUNE(arr, n, field, w)                                                                  \
+    for (uint32_t i = 0; i < (n);) {                                                             \
+        if (t - (arr)[i].t > (w)) {                                                              \
+            free((arr)[i].field);                                                                \
+            (arr)[i] = (arr)[--(n)];                                                             \
+        } else {                                                                                 \
+            i++;                                                                                 \
+        }                                                                                        \
+    }
+
 void bg_corr_prune(bg_ident *id, int64_t t, int64_t window, int64_t persist_window) {
     bg_recent *r = id->recent;
     if (!r)
         return;
-    for (uint32_t i = 0; i < r->n_secrets;) {
-        if (t - r->secrets[i].t > window) {
-            free(r->secrets[i].id);
-            r->secrets[i] = r->secrets[--r->n_secrets];
-        } else {
-            i++;
-        }
-    }
-    for (uint32_t i = 0; i < r->n_dests;) {
-        if (t - r->dests[i].t > window) {
-            free(r->dests[i].dest);
-            r->dests[i] = r->dests[--r->n_dests];
-        } else {
-            i++;
-        }
-    }
-    for (uint32_t i = 0; i < r->n_bigrams;) {
-        if (t - r->bigrams[i].t > window) {
-            free(r->bigrams[i].name);
-            r->bigrams[i] = r->bigrams[--r->n_bigrams];
-        } else {
-            i++;
-        }
-    }
-    for (uint32_t i = 0; i < r->n_persist;) {
-        if (t - r->persist[i].t > persist_window) {
-            free(r->persist[i].dest);
-            r->persist[i] = r->persist[--r->n_persist];
-        } else {
-            i++;
-        }
-    }
+    PRUNE(r->secrets, r->n_secrets, id, window);
+    PRUNE(r->dests, r->n_dests, dest, window);
+    PRUNE(r->bigrams, r->n_bigrams, name, window);
+    PRUNE(r->persist, r->n_persist, dest, persist_window);
     if (!r->n_secrets && !r->n_dests && !r->n_bigrams && !r->n_persist)
         bg_corr_free(id);
 }
+#undef PRUNE
 
 static bool near(int64_t a, int64_t b, int64_t w) { return (a > b ? a - b : b - a) <= w; }
 

@@ -162,4 +162,41 @@ static inline int h_read_until(const char *bootstrap, const char *topic, h_pred 
 
 static inline bg_str h_s(const char *s) { return (bg_str){s, (uint32_t)strlen(s)}; }
 
+/* The tests' events: a UsageEvent (api "chat", 10 tokens in) and a
+ * SecretIssued (a 900 s CLOUD_SESSION from "sts" with scope s3:*) at event
+ * time t (ms). Strings borrow from the arguments; owner may be NULL. */
+static inline bg_event h_usage_event(const char *event_id, const char *who, const char *owner,
+                                     int64_t t, const char *dest, int calls) {
+    bg_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.kind = BG_EV_USAGE;
+    ev.event_id = h_s(event_id);
+    ev.identity = h_s(who);
+    if (owner)
+        ev.owner = h_s(owner);
+    ev.event_time = t;
+    ev.u.usage.api = h_s("chat");
+    ev.u.usage.destination = h_s(dest);
+    ev.u.usage.api_calls = calls;
+    ev.u.usage.tokens_in = 10;
+    return ev;
+}
+
+static inline bg_event h_secret_event(const char *event_id, const char *who, int64_t t,
+                                      const char *secret_id) {
+    bg_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.kind = BG_EV_SECRET;
+    ev.event_id = h_s(event_id);
+    ev.identity = h_s(who);
+    ev.event_time = t;
+    ev.u.secret.secret_id = h_s(secret_id);
+    ev.u.secret.secret_kind = BG_SK_CLOUD_SESSION;
+    ev.u.secret.issuer = h_s("sts");
+    ev.u.secret.scopes[0] = h_s("s3:*");
+    ev.u.secret.n_scopes = 1;
+    ev.u.secret.ttl_seconds = 900;
+    return ev;
+}
+
 #endif

@@ -20,35 +20,13 @@ static const char *const s_policy_yaml __attribute__((unused)) =
 
 static inline bg_event s_usage(const char *who, double at_min, const char *dest, int calls,
                                char *idbuf) {
-    bg_event ev;
-    memset(&ev, 0, sizeof ev);
-    ev.kind = BG_EV_USAGE;
     snprintf(idbuf, 64, "u-%.24s-%.2f-%.16s", who + 15, at_min, dest);
-    ev.event_id = h_s(idbuf);
-    ev.identity = h_s(who);
-    ev.owner = h_s("team-t");
-    ev.event_time = S_T0 + (int64_t)(at_min * (double)S_MIN);
-    ev.u.usage.api = h_s("chat");
-    ev.u.usage.destination = h_s(dest);
-    ev.u.usage.api_calls = calls;
-    ev.u.usage.tokens_in = 10;
-    return ev;
+    return h_usage_event(idbuf, who, "team-t", S_T0 + (int64_t)(at_min * (double)S_MIN), dest,
+                         calls);
 }
 
 static inline bg_event s_secret(const char *who, double at_min, const char *id) {
-    bg_event ev;
-    memset(&ev, 0, sizeof ev);
-    ev.kind = BG_EV_SECRET;
-    ev.event_id = h_s(id);
-    ev.identity = h_s(who);
-    ev.event_time = S_T0 + (int64_t)(at_min * (double)S_MIN);
-    ev.u.secret.secret_id = h_s(id);
-    ev.u.secret.secret_kind = BG_SK_CLOUD_SESSION;
-    ev.u.secret.issuer = h_s("sts");
-    ev.u.secret.scopes[0] = h_s("s3:*");
-    ev.u.secret.n_scopes = 1;
-    ev.u.secret.ttl_seconds = 900;
-    return ev;
+    return h_secret_event(id, who, S_T0 + (int64_t)(at_min * (double)S_MIN), id);
 }
 
 /* A producer that reconnects quickly after an outage. */

@@ -68,35 +68,11 @@ static void read_line(const char *path, char *buf, size_t n) {
 
 static bg_event usage(const char *who, const char *owner, double at_min, const char *dest,
                       int calls) {
-    bg_event ev;
-    memset(&ev, 0, sizeof ev);
-    ev.kind = BG_EV_USAGE;
-    ev.event_id = h_s("e");
-    ev.identity = h_s(who);
-    if (owner)
-        ev.owner = h_s(owner);
-    ev.event_time = T0 + (int64_t)(at_min * (double)MIN);
-    ev.u.usage.api = h_s("chat");
-    ev.u.usage.destination = h_s(dest);
-    ev.u.usage.api_calls = calls;
-    ev.u.usage.tokens_in = 10;
-    return ev;
+    return h_usage_event("e", who, owner, T0 + (int64_t)(at_min * (double)MIN), dest, calls);
 }
 
 static bg_event secret(const char *who, double at_min, const char *id) {
-    bg_event ev;
-    memset(&ev, 0, sizeof ev);
-    ev.kind = BG_EV_SECRET;
-    ev.event_id = h_s("s");
-    ev.identity = h_s(who);
-    ev.event_time = T0 + (int64_t)(at_min * (double)MIN);
-    ev.u.secret.secret_id = h_s(id);
-    ev.u.secret.secret_kind = BG_SK_CLOUD_SESSION;
-    ev.u.secret.issuer = h_s("sts");
-    ev.u.secret.scopes[0] = h_s("s3:*");
-    ev.u.secret.n_scopes = 1;
-    ev.u.secret.ttl_seconds = 900;
-    return ev;
+    return h_secret_event("s", who, T0 + (int64_t)(at_min * (double)MIN), id);
 }
 
 static bg_envelope_msg envelope(const char *id, const char *who, const char *key_id) {
