@@ -62,6 +62,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "bench/bench_util.h"
 #include "bench/gen.h"
 #include "worker/codec.h"
 #include "worker/config.h"
@@ -111,11 +112,6 @@ static double cpu_s(void) {
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 static double median(double *v, int n) {

@@ -28,43 +28,8 @@
 #include <string.h>
 #include <time.h>
 
-#ifdef BG_HAVE_JEMALLOC
-#include <jemalloc/jemalloc.h>
-#endif
-
+#include "bench/bench_util.h"
 #include "detectors/engine.h"
-
-static uint64_t rng = 42;
-static uint64_t next(void) {
-    uint64_t z = (rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static size_t allocated(void) {
-#ifdef BG_HAVE_JEMALLOC
-    uint64_t epoch = 1;
-    size_t sz = sizeof epoch;
-    mallctl("epoch", &epoch, &sz, &epoch, sz);
-    size_t a = 0;
-    sz = sizeof a;
-    if (mallctl("stats.allocated", &a, &sz, NULL, 0) == 0)
-        return a;
-#endif
-    return 0;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 static const char *dests[] = {"api.openai.com", "github.com", "s3.eu-west-1.amazonaws.com",
                               "warehouse.internal", "vector-db.internal", "pypi.org"};

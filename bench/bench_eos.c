@@ -28,6 +28,7 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "bench/bench_util.h"
 #include "bench/gen.h"
 #include "detectors/engine.h"
 #include "detectors/snapshot.h"
@@ -37,12 +38,6 @@
 #include "worker/pipeline.h"
 #include "worker/policy_load.h"
 #include "worker/setup.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int cmpd(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;

@@ -17,30 +17,12 @@
 
 #include <xxhash.h>
 
+#include "bench/bench_util.h"
 #include "detectors/cms.h"
 #include "detectors/hash.h"
 #include "detectors/hll.h"
 
 #define PASSES 5
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static uint64_t rng = 42;
-static uint64_t next(void) {
-    uint64_t z = (rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 /* inputs */
 static size_t n_hash, n_keys;
